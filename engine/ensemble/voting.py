@@ -1,0 +1,215 @@
+"""Box voting (Gidaris & Komodakis, 2015) with Detectron's score-averaging methods.
+
+Each kept ("top") box is replaced by the score-weighted mean of every candidate whose
+IoU with it is >= the vote threshold; its score is recomputed from the voters' scores
+`w_1..w_n` (and IoUs `o_1..o_n`) by one of Detectron's methods:
+
+- `id`: the top score, unchanged;
+- `avg`: mean(w);
+- `iou_avg`: sum(o * w) / sum(o);
+- `generalized_avg`: mean(w ** beta) ** (1 / beta);
+- `quasi_sum`: sum(w) / n ** beta;
+- `temp_avg`: mean over voters of w**(1/beta) / (w**(1/beta) + (1 - w)**(1/beta)), the
+  probability of the class after a temperature `beta` applied to the two-way
+  distribution (w, 1 - w); it needs scores in [0, 1].
+
+When nobody votes (a zero-area top box overlaps nothing) or all voters score 0, the box
+is left as it is; with no voters its score is left as it is too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.ensemble._checks import check_boxes, check_scores, check_threshold, f64, out_dtype
+from engine.ensemble.boxes import layout_iou, overlap_window, x_bucket_layout
+
+SCORING_METHODS = {
+    "id": 0,
+    "avg": 1,
+    "iou_avg": 2,
+    "generalized_avg": 3,
+    "quasi_sum": 4,
+    "temp_avg": 5,
+}
+
+
+@njit(cache=True, inline="always")
+def _temperature_probability(w: float, inv_beta: float) -> float:
+    # Dividing both parts by the larger one first, as Detectron does in log space, keeps
+    # the powers in (0, 1] for any temperature.
+    larger = max(w, 1.0 - w)
+    a = (w / larger) ** inv_beta
+    b = ((1.0 - w) / larger) ** inv_beta
+    return a / (a + b)
+
+
+@njit(cache=True, error_model="numpy")
+def vote_one(
+    top: np.ndarray,
+    top_score: float,
+    x1: np.ndarray,
+    y1: np.ndarray,
+    x2: np.ndarray,
+    y2: np.ndarray,
+    area: np.ndarray,
+    bucket_start: np.ndarray,
+    x_min: float,
+    inv_cell: float,
+    scores: np.ndarray,
+    vote_threshold: float,
+    method: int,
+    beta: float,
+    out_boxes: np.ndarray,
+    out_scores: np.ndarray,
+    o: int,
+) -> None:
+    """Vote the `(4,)` xyxy box `top` against a layout (boxes.x_bucket_layout, `scores`
+    in the layout's order); write the result to row `o` of the outputs."""
+    ax1, ay1, ax2, ay2 = top[0], top[1], top[2], top[3]
+    a_area = 0.0
+    if ax2 - ax1 > 0.0 and ay2 - ay1 > 0.0:
+        a_area = (ax2 - ax1) * (ay2 - ay1)
+    n = x1.shape[0]
+    if vote_threshold <= 0.0:
+        lo, hi = 0, n  # every candidate's IoU (even 0) reaches the threshold
+    elif a_area <= 0.0:
+        lo, hi = 0, 0  # IoU 0 with everything: nobody votes
+    else:
+        lo, hi = overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, vote_threshold)
+    inv_beta = 1.0 / beta
+    count = 0
+    weight = 0.0
+    sx1 = 0.0
+    sy1 = 0.0
+    sx2 = 0.0
+    sy2 = 0.0
+    acc = 0.0  # the method's running sum over voters
+    iou_sum = 0.0
+    for q in range(lo, hi):
+        iou = layout_iou(ax1, ay1, ax2, ay2, a_area, x1, y1, x2, y2, area, q)
+        if iou < vote_threshold:
+            continue
+        w = scores[q]
+        count += 1
+        weight += w
+        sx1 += w * x1[q]
+        sy1 += w * y1[q]
+        sx2 += w * x2[q]
+        sy2 += w * y2[q]
+        if method == 2:
+            acc += iou * w
+            iou_sum += iou
+        elif method == 3:
+            acc += w**beta
+        elif method == 5:
+            acc += _temperature_probability(w, inv_beta)
+    if weight != 0.0:
+        out_boxes[o, 0] = sx1 / weight
+        out_boxes[o, 1] = sy1 / weight
+        out_boxes[o, 2] = sx2 / weight
+        out_boxes[o, 3] = sy2 / weight
+    else:
+        out_boxes[o, :] = top
+    score = top_score
+    if count > 0:
+        if method == 1:
+            score = weight / count
+        elif method == 2:
+            if iou_sum > 0.0:
+                score = acc / iou_sum
+        elif method == 3:
+            score = (acc / count) ** inv_beta
+        elif method == 4:
+            score = weight / count**beta
+        elif method == 5:
+            score = acc / count
+    out_scores[o] = score
+
+
+@njit(cache=True)
+def layout_scores(scores: np.ndarray, rows: np.ndarray, position_of: np.ndarray) -> np.ndarray:
+    """`scores[rows]` rearranged into the layout's x1 order."""
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for k in range(rows.shape[0]):
+        out[position_of[k]] = scores[rows[k]]
+    return out
+
+
+@njit(cache=True)
+def _box_voting_kernel(top_boxes, top_scores, all_boxes, all_scores, vote_threshold, method, beta):
+    k = top_boxes.shape[0]
+    out_boxes = np.empty((k, 4), dtype=np.float64)
+    out_scores = np.empty(k, dtype=np.float64)
+    rows = np.arange(all_boxes.shape[0])
+    position_of, x1, y1, x2, y2, area, bucket_start, x_min, inv_cell = x_bucket_layout(
+        all_boxes, rows
+    )
+    scores = layout_scores(all_scores, rows, position_of)
+    for t in range(k):
+        vote_one(top_boxes[t], top_scores[t], x1, y1, x2, y2, area, bucket_start, x_min,
+                 inv_cell, scores, vote_threshold, method, beta, out_boxes, out_scores, t)
+    return out_boxes, out_scores
+
+
+def scoring_code(scoring: str) -> int:
+    """The kernel code of a scoring method name, ValueError for unknown names."""
+    if scoring not in SCORING_METHODS:
+        raise ValueError(
+            f"unknown box-voting scoring {scoring!r}; expected one of {sorted(SCORING_METHODS)}"
+        )
+    return SCORING_METHODS[scoring]
+
+
+def check_beta(beta: float) -> float:
+    """The scoring temperature/exponent, which must be a finite positive number."""
+    value = check_threshold(beta, "beta")
+    if value <= 0.0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    return value
+
+
+def check_probabilities(scores: np.ndarray, scoring: str, name: str) -> None:
+    """`temp_avg` treats scores as probabilities; anything outside [0, 1] is an error."""
+    if scoring == "temp_avg" and scores.size and (scores.min() < 0 or scores.max() > 1):
+        raise ValueError(f"scoring 'temp_avg' needs {name} in [0, 1]")
+
+
+def box_voting(
+    top_boxes: np.ndarray,
+    top_scores: np.ndarray,
+    all_boxes: np.ndarray,
+    all_scores: np.ndarray,
+    vote_threshold: float = 0.8,
+    scoring: str = "id",
+    beta: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refine `top_boxes` by score-weighted voting of `all_boxes` (module docstring).
+
+    Args:
+        top_boxes: `(K, 4)` xyxy, the boxes kept by NMS. top_scores: `(K,)`.
+        all_boxes: `(M, 4)` xyxy, every candidate allowed to vote. all_scores: `(M,)`.
+        vote_threshold: a candidate votes when its IoU with the top box is >= this.
+        scoring: `id`, `avg`, `iou_avg`, `generalized_avg`, `quasi_sum` or `temp_avg`.
+        beta: exponent/temperature of `generalized_avg`, `quasi_sum`, `temp_avg` (> 0).
+
+    Returns:
+        `(K, 4)` voted boxes (dtype float32 when `top_boxes` is float32, else float64)
+        and `(K,)` scores (float32 when `top_scores` is float32, else float64).
+    """
+    top_boxes = check_boxes(top_boxes, "top_boxes")
+    top_scores = check_scores(top_scores, top_boxes.shape[0], "top_scores")
+    all_boxes = check_boxes(all_boxes, "all_boxes")
+    all_scores = check_scores(all_scores, all_boxes.shape[0], "all_scores")
+    code = scoring_code(scoring)
+    threshold = check_threshold(vote_threshold, "vote_threshold")
+    beta = check_beta(beta)
+    check_probabilities(all_scores, scoring, "all_scores")
+    box_dtype, score_dtype = out_dtype(top_boxes), out_dtype(top_scores)
+    if top_boxes.shape[0] == 0:
+        return np.zeros((0, 4), dtype=box_dtype), np.zeros(0, dtype=score_dtype)
+    boxes, scores = _box_voting_kernel(
+        f64(top_boxes), f64(top_scores), f64(all_boxes), f64(all_scores), threshold, code, beta
+    )
+    return boxes.astype(box_dtype, copy=False), scores.astype(score_dtype, copy=False)
