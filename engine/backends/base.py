@@ -1,0 +1,78 @@
+"""The lifecycle every backend follows: construct (cheap, no accelerator), `activate`
+(load the model, allocate device memory, validate the model card), `infer` any number of
+times, `deactivate` (free everything). Usable as a context manager.
+
+Public methods check state and call the `_activate_impl` / `_infer_impl` /
+`_deactivate_impl` hooks, so every backend refuses misuse the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from engine.modelcard import GraphSignature, ModelCard
+
+
+class BackendStateError(RuntimeError):
+    """A backend used out of order (infer before activate, activate twice): a bug."""
+
+
+class Backend:
+    """Base class. Subclasses set `self.card` and `self.signature` in `_activate_impl`."""
+
+    name = "backend"
+
+    def __init__(self) -> None:
+        self._active = False
+        self.card: ModelCard | None = None
+        self.signature: GraphSignature | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    def activate(self) -> "Backend":
+        if self._active:
+            raise BackendStateError(f"{self.name}: activate() called on an active backend")
+        self._activate_impl()
+        self._active = True
+        return self
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on host arrays; returns host arrays keyed by output name.
+
+        `feed` must hold exactly the graph's inputs (for our models: `images` or `crops`,
+        uint8 NCHW RGB).
+        """
+        if not self._active:
+            raise BackendStateError(f"{self.name}: infer() called before activate()")
+        assert self.signature is not None
+        expected = {spec.name for spec in self.signature.inputs}
+        if set(feed) != expected:
+            raise ValueError(f"{self.name}: feed has {sorted(feed)}, graph expects {sorted(expected)}")
+        return self._infer_impl(feed)
+
+    def deactivate(self) -> None:
+        if not self._active:
+            raise BackendStateError(f"{self.name}: deactivate() called on an inactive backend")
+        try:
+            self._deactivate_impl()
+        finally:
+            self._active = False
+
+    def __enter__(self) -> "Backend":
+        return self.activate()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.deactivate()
+
+    def _activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def _infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _deactivate_impl(self) -> None:
+        raise NotImplementedError

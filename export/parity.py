@@ -1,0 +1,246 @@
+"""Parity: the exported graph against the PyTorch module it came from, on the same images.
+
+Two runners (any `engine.backends` Backend) get identical feeds; outputs are compared
+with task-level tolerances, because bit equality is not what labeling needs:
+
+- detector: every one of the reference's top candidates (by score, padding excluded)
+  must have a candidate of the same class in the other runner's top-K whose box has
+  IoU >= 0.99 (or, for boxes too small for IoU to mean anything, every coordinate within
+  0.01 px) and whose score is within 1e-3;
+- keypoints: the argmax position of each (crop, joint) heatmap must agree for >= 99% of
+  them; a position that differs only where the reference's values tie within 1e-5 is
+  counted as agreeing (the argmax of a flat heatmap is arbitrary).
+
+Every output's max absolute difference is reported too. Images come from a folder of
+real photos when one is given, synthetic ones otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.backends.base import Backend
+from engine.modelcard import ModelCard
+
+IOU_MIN = 0.99
+SCORE_ATOL = 1e-3
+SMALL_BOX_ATOL = 0.01  # px
+ARGMAX_AGREEMENT = 0.99
+ARGMAX_TIE_ATOL = 1e-5
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass
+class ParityRow:
+    output: str
+    max_abs_diff: float
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ParityReport:
+    reference: str
+    candidate: str
+    source: str  # where the images came from
+    rows: list[ParityRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    def table(self) -> str:
+        header = f"parity: {self.candidate} vs {self.reference} on {self.source}"
+        lines = [header, f"{'output':<10} {'max |diff|':>11}  {'check':<44} result"]
+        for row in self.rows:
+            lines.append(f"{row.output:<10} {row.max_abs_diff:>11.3g}  {row.check:<44} "
+                         f"{'ok' if row.ok else 'FAIL'}")
+        return "\n".join(lines)
+
+    def failure(self) -> str:
+        """One line naming every output that differed and by how much."""
+        bad = [f"{row.output}: {row.detail or row.check} (max |diff| {row.max_abs_diff:.3g})"
+               for row in self.rows if not row.ok]
+        return "parity check failed: " + "; ".join(bad)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (N, 4) and b (M, 4), float32 xyxy continuous coordinates -> (N, M)."""
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clip(0).prod(axis=2)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def compare_detector(ref: list[dict], test: list[dict], top: int) -> list[ParityRow]:
+    """ref/test: per feed, {"boxes" (B,K,4), "scores" (B,K), "labels" (B,K)}."""
+    checked = unmatched = 0
+    worst_iou, worst_score, box_diff = 1.0, 0.0, 0.0
+    for r, t in zip(ref, test):
+        for i in range(r["scores"].shape[0]):
+            order = np.argsort(-r["scores"][i], kind="stable")[:top]
+            order = order[r["scores"][i][order] > 0]  # padding is not a candidate
+            for k in order:
+                same = np.flatnonzero(t["labels"][i] == r["labels"][i][k])
+                checked += 1
+                if same.size == 0:
+                    unmatched += 1
+                    worst_iou = 0.0
+                    continue
+                ious = box_iou(r["boxes"][i][k][None], t["boxes"][i][same])[0]
+                close = np.abs(t["boxes"][i][same] - r["boxes"][i][k]).max(axis=1) <= SMALL_BOX_ATOL
+                ious = np.where(close, 1.0, ious)
+                score_diff = np.abs(t["scores"][i][same] - r["scores"][i][k])
+                good = (ious >= IOU_MIN) & (score_diff <= SCORE_ATOL)
+                # Report the best acceptable match, or the closest miss when there is none.
+                best = int(np.argmax(np.where(good, ious, -1.0))) if good.any() else int(np.argmax(ious - score_diff))
+                worst_iou = min(worst_iou, float(ious[best]))
+                worst_score = max(worst_score, float(score_diff[best]))
+                box_diff = max(box_diff, float(np.abs(t["boxes"][i][same[best]] - r["boxes"][i][k]).max()))
+                unmatched += int(not good.any())
+    # Scores are sorted, so position-wise differences mean something; boxes and labels of
+    # near-tied candidates may swap ranks, so their difference is taken over matched pairs.
+    score_max = max(float(np.abs(r["scores"].astype(np.float64) - t["scores"]).max(initial=0.0))
+                    for r, t in zip(ref, test))
+    ok = unmatched == 0 and checked > 0
+    detail = (f"{unmatched}/{checked} top candidates unmatched (worst IoU {worst_iou:.4f}, "
+              f"worst score diff {worst_score:.3g})" if checked else "reference produced no candidates")
+    return [
+        ParityRow("boxes", box_diff, f"top-{top} same class, IoU>={IOU_MIN}: {checked - unmatched}/{checked}",
+                  ok and worst_iou >= IOU_MIN, detail),
+        ParityRow("scores", score_max, f"matched |diff|<={SCORE_ATOL:g} (worst {worst_score:.2g})",
+                  ok and worst_score <= SCORE_ATOL, detail),
+    ]
+
+
+def compare_keypoints(ref: list[dict], test: list[dict]) -> list[ParityRow]:
+    """ref/test: per feed, {"heatmaps" (B,J,h,w)}; compares per-joint argmax positions."""
+    agree = total = 0
+    max_diff = 0.0
+    for r, t in zip(ref, test):
+        a = r["heatmaps"].astype(np.float32)
+        b = t["heatmaps"].astype(np.float32)
+        max_diff = max(max_diff, float(np.abs(a - b).max(initial=0.0)))
+        flat_a, flat_b = a.reshape(-1, a.shape[2] * a.shape[3]), b.reshape(-1, b.shape[2] * b.shape[3])
+        ia, ib = flat_a.argmax(axis=1), flat_b.argmax(axis=1)
+        rows = np.arange(flat_a.shape[0])
+        tie = flat_a[rows, ia] - flat_a[rows, ib] <= ARGMAX_TIE_ATOL
+        agree += int(np.count_nonzero((ia == ib) | tie))
+        total += flat_a.shape[0]
+    fraction = agree / total if total else 0.0
+    check = f"argmax agrees {agree}/{total} ({fraction:.1%}) >= {ARGMAX_AGREEMENT:.0%}"
+    return [ParityRow("heatmaps", max_diff, check,
+                      total > 0 and fraction >= ARGMAX_AGREEMENT,
+                      f"argmax positions agree for {fraction:.2%} of joints, need {ARGMAX_AGREEMENT:.0%}")]
+
+
+def run_parity(reference: Backend, candidate: Backend, feeds: Sequence[np.ndarray], card: ModelCard,
+               source: str) -> ParityReport:
+    """Activate both runners, feed each (B,3,H,W) uint8 array to both, compare."""
+    ref_out, test_out = [], []
+    with reference, candidate:
+        for feed in feeds:
+            ref_out.append(reference.infer({card.input_name: feed}))
+            test_out.append(candidate.infer({card.input_name: feed}))
+    report = ParityReport(reference.name, candidate.name, source)
+    if card.task == "detect":
+        report.rows = compare_detector(ref_out, test_out, top=max(1, min(100, (card.topk or 2) // 2)))
+    else:
+        report.rows = compare_keypoints(ref_out, test_out)
+    return report
+
+
+def list_images(folder: str | Path, limit: int) -> list[Path]:
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return paths[:limit]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; grayscale files become three equal channels."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def synthetic_images(count: int, seed: int = 0, size: tuple[int, int] = (480, 640)) -> list[np.ndarray]:
+    """Structured (not white-noise) RGB images: gradients plus filled shapes, (H, W, 3) uint8."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        h, w = size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], axis=2) * rng.uniform(60, 200, 3)
+        image = np.ascontiguousarray(base.astype(np.uint8))
+        for _ in range(8):
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+            axes = (int(rng.integers(10, w // 4)), int(rng.integers(10, h // 3)))
+            cv2.ellipse(image, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
+        images.append(image)
+    return images
+
+
+def detector_feeds(images: Sequence[np.ndarray], short_side: int, max_size: int, stride: int) -> list[np.ndarray]:
+    """One (1,3,H,W) uint8 feed per image: resized so the shorter side is `short_side`
+    (longer side capped at `max_size`), zero-padded right/bottom to multiples of `stride`."""
+    import cv2
+
+    feeds = []
+    for image in images:
+        h, w = image.shape[:2]
+        f = min(short_side / min(h, w), max_size / max(h, w))
+        nh, nw = max(1, round(h * f)), max(1, round(w * f))
+        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        ph, pw = -(-nh // stride) * stride, -(-nw // stride) * stride
+        canvas = np.zeros((ph, pw, 3), np.uint8)
+        canvas[:nh, :nw] = resized
+        feeds.append(canvas.transpose(2, 0, 1)[None].copy())
+    return feeds
+
+
+def keypoint_feeds(images: Sequence[np.ndarray], size: tuple[int, int], per_image: int = 2,
+                   batch: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """Crops of random boxes of each image, resized to `size` (Hc, Wc), in batches of
+    (B,3,Hc,Wc) uint8."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    hc, wc = size
+    crops = []
+    for image in images:
+        h, w = image.shape[:2]
+        for _ in range(per_image):
+            bh = int(rng.integers(max(2, h // 4), h + 1))
+            bw = min(w, max(2, int(bh * wc / hc)))
+            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+            crop = cv2.resize(image[y:y + bh, x:x + bw], (wc, hc), interpolation=cv2.INTER_LINEAR)
+            crops.append(crop.transpose(2, 0, 1))
+    return [np.stack(crops[i:i + batch]) for i in range(0, len(crops), batch)]
+
+
+def parity_feeds(card: ModelCard, image_dir: str | Path | None, count: int = 4,
+                 short_side: int = 320, max_size: int = 512) -> tuple[list[np.ndarray], str]:
+    """Feeds for `card`'s model from real photos in `image_dir` when it holds any, else
+    synthetic; returns (feeds, a description of the source)."""
+    paths = list_images(image_dir, count) if image_dir and Path(image_dir).is_dir() else []
+    if paths:
+        images, source = [read_rgb(p) for p in paths], f"{len(paths)} real images from {image_dir}"
+    else:
+        images, source = synthetic_images(count), f"{count} synthetic images"
+    if card.task == "detect":
+        return detector_feeds(images, short_side, max_size, card.max_stride), source
+    hc, wc = card.input_size or (0, 0)
+    return keypoint_feeds(images, (hc, wc)), source

@@ -1,0 +1,124 @@
+"""TensorRT planning in plain Python: profiles, cache keys, sidecar, engine cache,
+calibration batches, profile choice. None of this needs tensorrt."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.backends.tensorrt_backend import choose_profile
+from engine.errors import UserError
+from engine.modelcard import ModelCard, ModelCardError, read_sidecar
+from export import trt_build, trt_plan
+from export.trt_plan import EngineCache, Profile
+
+
+def _detector_card() -> ModelCard:
+    return ModelCard(task="detect", categories=[{"id": 1, "name": "person"}], input_name="images",
+                     outputs=["boxes", "scores", "labels"], strides=[8, 16, 32, 64, 128], topk=1000)
+
+
+def _keypoint_card() -> ModelCard:
+    return ModelCard(task="keypoints", categories=[{"id": 1, "name": "person"}], input_name="crops",
+                     outputs=["heatmaps"], strides=[4], input_size=[256, 192],
+                     keypoint_names=[f"k{i}" for i in range(17)], flip_pairs=[[1, 2]], skeleton=[[1, 2]])
+
+
+def test_detector_profiles_one_per_scale_bucket():
+    profiles = trt_plan.plan_profiles(_detector_card(), max_size=1333, max_batch=4)
+    assert [p.label for p in profiles] == [f"scale{s}" for s in range(400, 1201, 100)]
+    for scale, p in zip(range(400, 1201, 100), profiles):
+        assert all(d % 128 == 0 for shape in (p.min, p.opt, p.max) for d in shape[2:])
+        assert all(lo <= opt <= hi for lo, opt, hi in zip(p.min, p.opt, p.max))
+        assert p.min == (1, 3, p.min[2], p.min[2]) and scale <= p.min[2] < scale + 128
+        assert p.max[0] == p.opt[0] == 4 and p.max[2] == p.max[3] == 1408  # 1333 rounded up to 128
+        assert p.opt[3] >= p.opt[2]  # landscape opt shape
+
+
+def test_profiles_take_unsorted_duplicate_scales_and_refuse_bad_ones():
+    profiles = trt_plan.plan_profiles(_detector_card(), scales=[800, 400, 800], max_size=1000, max_batch=1)
+    assert [p.label for p in profiles] == ["scale400", "scale800"]
+    for scales, max_size, batch in (([], 1000, 1), ([1200], 1000, 1), ([400], 1000, 0), ([-5], 1000, 1)):
+        with pytest.raises(UserError):
+            trt_plan.plan_profiles(_detector_card(), scales=scales, max_size=max_size, max_batch=batch)
+
+
+def test_keypoint_profile_is_batch_only():
+    (profile,) = trt_plan.plan_profiles(_keypoint_card(), max_batch=64)
+    assert profile.min == (1, 3, 256, 192) and profile.opt == profile.max == (64, 3, 256, 192)
+
+
+def test_cache_key_changes_with_every_input():
+    profiles = trt_plan.plan_profiles(_keypoint_card(), max_batch=8)
+    base = dict(onnx_sha256="a" * 64, trt_version="10.7.0", gpu_name="NVIDIA H100", precision="fp16",
+                profiles=profiles)
+    key = trt_plan.engine_cache_key(**base)
+    assert key == trt_plan.engine_cache_key(**base) and len(key) == 64
+    variants = [dict(onnx_sha256="b" * 64), dict(trt_version="10.8.0"), dict(gpu_name="NVIDIA L4"),
+                dict(precision="fp32"), dict(profiles=trt_plan.plan_profiles(_keypoint_card(), max_batch=16))]
+    keys = {trt_plan.engine_cache_key(**{**base, **v}) for v in variants}
+    assert len(keys) == len(variants) and key not in keys
+    with pytest.raises(UserError, match="precision"):
+        trt_plan.engine_cache_key(**{**base, "precision": "int4"})
+    # The calibration set only matters for INT8.
+    assert trt_plan.engine_cache_key(**base, calib_sha256="x") == key
+    int8 = {**base, "precision": "int8"}
+    assert trt_plan.engine_cache_key(**int8, calib_sha256="x") != trt_plan.engine_cache_key(**int8, calib_sha256="y")
+
+
+def test_sidecar_round_trip_and_engine_cache(tmp_path):
+    card = _keypoint_card()
+    profiles = trt_plan.plan_profiles(card, max_batch=2)
+    doc = trt_plan.sidecar_document(card, "10.7.0", "NVIDIA H100", "fp16", profiles, "c" * 64, "k" * 64)
+    cache = EngineCache(tmp_path / "cache")
+    assert cache.lookup("k" * 64) is None
+    stored = cache.store("k" * 64, b"engine-bytes", doc)
+    assert cache.lookup("k" * 64) == stored
+    out = cache.copy_out("k" * 64, tmp_path / "out" / "kp.engine")
+    assert out.read_bytes() == b"engine-bytes"
+    side = read_sidecar(out)
+    assert side["model_card"] == card and side["tensorrt_version"] == "10.7.0"
+    assert [Profile.from_dict(p) for p in side["profiles"]] == profiles
+    assert json.loads((tmp_path / "out" / "kp.json").read_text())["precision"] == "fp16"
+
+
+def test_sidecar_errors_name_the_problem(tmp_path):
+    engine = tmp_path / "m.engine"
+    with pytest.raises(ModelCardError, match="no sidecar"):
+        read_sidecar(engine)
+    (tmp_path / "m.json").write_text("{broken")
+    with pytest.raises(ModelCardError, match="cannot read sidecar"):
+        read_sidecar(engine)
+    (tmp_path / "m.json").write_text(json.dumps({"precision": "fp16"}))
+    with pytest.raises(ModelCardError, match="model_card"):
+        read_sidecar(engine)
+
+
+def test_choose_profile_picks_the_tightest_fitting_range():
+    profiles = trt_plan.plan_profiles(_detector_card(), scales=[400, 800], max_size=1333, max_batch=4)
+    ranges = [(p.min, p.max) for p in profiles]
+    assert choose_profile((2, 3, 512, 768), ranges) == 0
+    assert choose_profile((2, 3, 896, 1280), ranges) == 1
+    with pytest.raises(ValueError, match="fits no optimization profile"):
+        choose_profile((8, 3, 512, 512), ranges)
+
+
+def test_calibration_batches_are_full_letterboxed_uint8(tmp_path):
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(60, 80), (90, 40), (50, 50), (70, 70), (30, 90)]):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    paths = trt_build.calibration_images(tmp_path, limit=10)
+    batches = list(trt_build.calibration_batches(paths, (2, 3, 64, 96)))
+    assert len(batches) == 2  # 5 images, batch 2: the short last batch is dropped
+    assert all(b.shape == (2, 3, 64, 96) and b.dtype == np.uint8 for b in batches)
+    # 90x40 (h x w) letterboxed into 64x96: scaled by 64/90, padded on the right.
+    tall = trt_build.letterbox(np.full((90, 40, 3), 200, np.uint8), 64, 96)
+    assert tall[:, :, :28].min() == 200 and tall[:, :, 30:].max() == 0
+    with pytest.raises(UserError, match="not found"):
+        trt_build.calibration_images(tmp_path / "missing", 1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no images"):
+        trt_build.calibration_images(tmp_path / "empty", 1)
