@@ -1,0 +1,145 @@
+"""`distill synth`: COCO validity, keypoint definitions, annotation consistency,
+determinism by seed, the shifted distribution, and the CLI's error paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from engine.cli import main as distill
+from engine.coco_schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON, flip_permutation
+from engine.synth import SynthConfig, generate_dataset
+
+# Written out literally from the COCO keypoint format, so a typo in engine.coco_schema
+# cannot hide behind a comparison of the module with itself.
+COCO_KEYPOINTS = [
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+]
+COCO_SKELETON = [
+    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
+    [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("synth") / "d", 24, seed=7)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_loads_in_pycocotools_with_images_on_disk(dataset: Path) -> None:
+    coco = COCO(str(dataset))
+    assert len(coco.getImgIds()) == 24
+    assert len(coco.getCatIds()) >= 4  # person + at least three others
+    for info in coco.loadImgs(coco.getImgIds()):
+        assert (dataset.parent / "images" / info["file_name"]).is_file()
+    assert coco.getAnnIds(catIds=[1]), "no person drawn in 24 images"
+
+
+def test_keypoint_definitions_are_cocos(dataset: Path) -> None:
+    person = COCO(str(dataset)).loadCats([1])[0]
+    assert person["name"] == "person"
+    assert person["keypoints"] == COCO_KEYPOINTS == list(KEYPOINT_NAMES)
+    assert person["skeleton"] == COCO_SKELETON == [list(p) for p in SKELETON]
+    # Flip pairs are exactly the left_X/right_X pairs of the COCO names.
+    expected = {(COCO_KEYPOINTS.index(n), COCO_KEYPOINTS.index("right_" + n[5:]))
+                for n in COCO_KEYPOINTS if n.startswith("left_")}
+    assert set(FLIP_PAIRS) == expected and len(FLIP_PAIRS) == 8
+    perm = flip_permutation()
+    assert sorted(perm) == list(range(17)) and perm[0] == 0
+    assert all(perm[perm[j]] == j for j in range(17))
+
+
+def test_annotations_are_consistent(dataset: Path) -> None:
+    coco = COCO(str(dataset))
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        image = coco.loadImgs([ann["image_id"]])[0]
+        x, y, w, h = ann["bbox"]
+        assert w > 0 and h > 0 and ann["area"] > 0
+        assert x >= 0 and y >= 0 and x + w <= image["width"] + 1e-6 and y + h <= image["height"] + 1e-6
+        assert ann["iscrowd"] in (0, 1)
+        if ann["category_id"] != 1 or ann["iscrowd"]:
+            continue
+        kps = np.asarray(ann["keypoints"], dtype=float).reshape(17, 3)
+        assert set(np.unique(kps[:, 2])) <= {0, 1, 2}
+        assert ann["num_keypoints"] == int((kps[:, 2] > 0).sum())
+        # COCO convention: an unlabeled joint is stored as (0, 0, 0).
+        assert np.all(kps[kps[:, 2] == 0, :2] == 0)
+        labeled = kps[kps[:, 2] > 0]
+        assert np.all((labeled[:, 0] >= 0) & (labeled[:, 0] <= image["width"]))
+        assert np.all((labeled[:, 1] >= 0) & (labeled[:, 1] <= image["height"]))
+
+
+def test_left_and_right_are_drawn_on_the_expected_sides(tmp_path: Path) -> None:
+    # Figures mostly face the camera, so a person's left shoulder is mostly on the image's
+    # right. A swapped left/right in the drawing would invert this fraction.
+    coco = COCO(str(generate_dataset(tmp_path, 40, seed=5)))
+    left_on_right = []
+    for ann in coco.loadAnns(coco.getAnnIds(catIds=[1], iscrowd=False)):
+        kps = np.asarray(ann["keypoints"], dtype=float).reshape(17, 3)
+        if kps[5, 2] > 0 and kps[6, 2] > 0:
+            left_on_right.append(kps[5, 0] > kps[6, 0])
+    assert len(left_on_right) >= 20
+    assert np.mean(left_on_right) > 0.7
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    first = _digest(generate_dataset(tmp_path / "a", 6, seed=3).parent)
+    second = _digest(generate_dataset(tmp_path / "b", 6, seed=3).parent)
+    other = _digest(generate_dataset(tmp_path / "c", 6, seed=4).parent)
+    assert first == second
+    assert first["annotations.json"] != other["annotations.json"]
+    assert all(first[k] != other[k] for k in first if k.startswith("images/"))
+
+
+def test_shift_draws_a_different_distribution(tmp_path: Path) -> None:
+    plain = json.loads(generate_dataset(tmp_path / "plain", 12, seed=1).read_text())
+    shifted = json.loads(generate_dataset(tmp_path / "shift", 12, seed=1, shift=True).read_text())
+    assert shifted["info"]["shift"] is True and plain["info"]["shift"] is False
+    plain_backgrounds = {i["background"] for i in plain["images"]}
+    shifted_backgrounds = {i["background"] for i in shifted["images"]}
+    assert plain_backgrounds.isdisjoint(shifted_backgrounds)
+
+
+def test_config_knobs_take_effect(tmp_path: Path) -> None:
+    config = SynthConfig(persons_range=(0, 0), no_person_prob=1.0, crowd_prob=0.0)
+    data = json.loads(generate_dataset(tmp_path, 5, seed=0, config=config).read_text())
+    assert not [a for a in data["annotations"] if a["category_id"] == 1]
+    assert data["info"]["config"]["persons_range"] == [0, 0]
+
+
+def test_cli_writes_a_dataset(tmp_path: Path, capsys) -> None:
+    assert distill(["synth", "--out", str(tmp_path / "d"), "--images", "2", "--seed", "1"]) == 0
+    assert len(list((tmp_path / "d" / "images").glob("*.jpg"))) == 2
+
+
+@pytest.mark.parametrize("case", ["zero-images", "out-is-file", "bad-config-json", "unknown-knob"])
+def test_cli_errors_are_one_line(tmp_path: Path, capsys, case: str) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    config = tmp_path / "config.json"
+    args = ["synth", "--out", str(tmp_path / "d"), "--images", "2"]
+    if case == "zero-images":
+        args[4] = "0"
+    elif case == "out-is-file":
+        args[2] = str(a_file)
+    elif case == "bad-config-json":
+        config.write_text("{not json")
+        args += ["--config", str(config)]
+    else:
+        config.write_text(json.dumps({"persons_per_image": 3}))
+        args += ["--config", str(config)]
+    assert distill(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distill synth: error:") and "\n" not in err
