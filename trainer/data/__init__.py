@@ -1,0 +1,1 @@
+"""COCO datasets (boxes, person keypoints), their augmentations and collate functions."""

@@ -1,0 +1,177 @@
+"""COCO evaluation with pycocotools: box AP for the detector, keypoint AP for the keypoint
+model on ground-truth boxes or on a detector's person boxes.
+
+Detector post-processing is the engine's: the model's pre-NMS candidates go through
+`engine.ensemble.ensemble_detections` with plain per-class NMS (no voting), exactly as a
+single-transform labeling pass would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import cv2
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
+
+from engine.crops import person_crop_box, points_from_crop, warp_crop
+from trainer.data.coco import person_category_id, read_image, scale_for
+from trainer.data.detection import pad_batch
+
+BBOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+NMS_THRESHOLD = 0.6  # FCOS's test-time NMS IoU
+SCORE_FLOOR = 0.05
+
+
+@torch.no_grad()
+def detect_image(model, image: np.ndarray, min_size: int, max_size: int, device, topk: int = 1000):
+    """Detections for one (H, W, 3) uint8 RGB image: boxes (K, 4) float32 xyxy in original
+    pixels, scores (K,) float32, labels (K,) int64 class indices, after per-class NMS."""
+    from engine.ensemble import ensemble_detections
+
+    height, width = image.shape[:2]
+    factor = scale_for(height, width, min_size, max_size)
+    new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    tensor = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))).float()
+    batch = pad_batch([tensor], max(model.strides)).to(device)
+    boxes, scores, labels = (t[0].float().cpu().numpy() for t in model.candidates(batch, topk))
+    boxes = boxes / np.array([new_w / width, new_h / height] * 2, np.float32)
+    return ensemble_detections(
+        boxes, scores, labels.astype(np.int64), nms_threshold=NMS_THRESHOLD,
+        vote_threshold=None, score_floor=SCORE_FLOOR, max_detections=100,
+    )
+
+
+def run_cocoeval(coco: COCO, results: list[dict], iou_type: str, names: tuple[str, ...], quiet: bool = False, cat_ids: list[int] | None = None) -> dict[str, float]:
+    """COCOeval summary as {name: value}; no results gives zeros (COCO's loadRes refuses []).
+    `cat_ids` restricts the evaluation (keypoints: the person category only, since other
+    categories' annotations carry no `num_keypoints`)."""
+    if not results:
+        return {name: 0.0 for name in names}
+    sink = io.StringIO() if quiet else None
+    with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
+        detections = coco.loadRes(results)
+        evaluator = COCOeval(coco, detections, iou_type)
+        if cat_ids is not None:
+            evaluator.params.catIds = cat_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(value) for name, value in zip(names, evaluator.stats)}
+
+
+def evaluate_detector(model, coco: COCO, images_dir: str, categories: list[dict], min_size: int, max_size: int, device, quiet: bool = False) -> dict[str, float]:
+    """bbox stats over every image of `coco` (categories: the model's label table)."""
+    model.eval()
+    results = []
+    for image_id in tqdm(sorted(coco.getImgIds()), desc="eval bbox", disable=quiet, leave=False):
+        info = coco.imgs[image_id]
+        image = read_image(f"{images_dir}/{info['file_name']}")
+        boxes, scores, labels = detect_image(model, image, min_size, max_size, device)
+        for box, score, label in zip(boxes, scores, labels):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            results.append({
+                "image_id": image_id, "category_id": categories[int(label)]["id"],
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score),
+            })
+    known = {c["id"] for c in coco.dataset["categories"]}
+    results = [r for r in results if r["category_id"] in known]
+    return run_cocoeval(coco, results, "bbox", BBOX_STATS, quiet)
+
+
+def decode_heatmaps(heatmaps: np.ndarray, radius: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(N, J, h, w) heatmaps -> (N, J, 2) xy in heatmap units and (N, J) peak values.
+
+    Sub-pixel location: the heatmap-weighted mean of the pixel centres (j + 0.5, i + 0.5)
+    in the (2 radius + 1)^2 window around the argmax (clipped at the border). The model's
+    heatmaps are softmax distributions, so this is a local expectation; on synth val it
+    beat the quarter-pixel shift toward the larger neighbour by ~5 AP points (radius 3).
+    """
+    n, j, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, j, -1)
+    index = flat.argmax(axis=2)
+    peaks = np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
+    ys, xs = np.divmod(index, w)
+    offsets = np.arange(-radius, radius + 1)
+    win_y = ys[..., None] + offsets  # (N, J, k)
+    win_x = xs[..., None] + offsets
+    valid_y = (win_y >= 0) & (win_y < h)
+    valid_x = (win_x >= 0) & (win_x < w)
+    rows = np.clip(win_y, 0, h - 1)
+    cols = np.clip(win_x, 0, w - 1)
+    nn_, jj = np.meshgrid(np.arange(n), np.arange(j), indexing="ij")
+    window = heatmaps[nn_[..., None, None], jj[..., None, None], rows[..., :, None], cols[..., None, :]]
+    weights = np.clip(window, 0, None) * (valid_y[..., :, None] & valid_x[..., None, :])
+    total = weights.sum(axis=(2, 3))
+    safe = np.where(total > 0, total, 1.0)
+    x = (weights * (win_x[..., None, :] + 0.5)).sum(axis=(2, 3)) / safe
+    y = (weights * (win_y[..., :, None] + 0.5)).sum(axis=(2, 3)) / safe
+    # A window without mass (all-zero map) falls back to the argmax pixel centre.
+    x = np.where(total > 0, x, xs + 0.5)
+    y = np.where(total > 0, y, ys + 0.5)
+    return np.stack([x, y], axis=-1).astype(np.float32), peaks
+
+
+@torch.no_grad()
+def predict_keypoints(model, image: np.ndarray, boxes_xywh: np.ndarray, device, padding: float, batch_size: int = 64):
+    """Keypoints for people in `boxes_xywh` (N, 4): (N, 17, 2) float32 image xy and (N, 17) peaks."""
+    height, width = model.input_size
+    crop_boxes = person_crop_box(boxes_xywh, width / height, padding).reshape(-1, 4)
+    points, peaks = [], []
+    for start in range(0, len(crop_boxes), batch_size):
+        chunk = crop_boxes[start : start + batch_size]
+        crops = np.stack([warp_crop(image, box, (height, width)) for box in chunk])
+        tensor = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).float().to(device)
+        heatmaps = model(tensor).float().cpu().numpy()
+        xy, peak = decode_heatmaps(heatmaps)
+        points.append(points_from_crop(xy * 4.0, chunk, (height, width)))
+        peaks.append(peak)
+    if not points:
+        return np.zeros((0, model.num_keypoints, 2), np.float32), np.zeros((0, model.num_keypoints), np.float32)
+    return np.concatenate(points), np.concatenate(peaks)
+
+
+def instance_score(peaks: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """(N,) mean of the confident peaks per person (all peaks when none is confident)."""
+    confident = peaks > threshold
+    total = np.where(confident, peaks, 0).sum(1)
+    count = confident.sum(1)
+    return np.where(count > 0, total / np.maximum(count, 1), peaks.mean(1)).astype(np.float32)
+
+
+def evaluate_keypoints(model, coco: COCO, images_dir: str, device, padding: float, detector=None, detector_meta: dict | None = None, quiet: bool = False) -> dict[str, float]:
+    """keypoints stats; people from GT boxes, or from `detector` (with its
+    {"categories", "min_size", "max_size"}) when given."""
+    model.eval()
+    person = person_category_id(coco)
+    results = []
+    for image_id in tqdm(sorted(coco.getImgIds()), desc="eval keypoints", disable=quiet, leave=False):
+        if detector is None:
+            anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[person])) if not a.get("iscrowd", 0)]
+            if not anns:
+                continue
+            boxes = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+            box_scores = np.ones(len(boxes), np.float32)
+        image = read_image(f"{images_dir}/{coco.imgs[image_id]['file_name']}")
+        if detector is not None:
+            det_boxes, det_scores, det_labels = detect_image(detector, image, detector_meta["min_size"], detector_meta["max_size"], device)
+            keep = np.array([detector_meta["categories"][int(l)]["name"] == "person" for l in det_labels], bool)
+            det_boxes, box_scores = det_boxes[keep], det_scores[keep]
+            boxes = np.concatenate([det_boxes[:, :2], det_boxes[:, 2:] - det_boxes[:, :2]], axis=1) if len(det_boxes) else np.zeros((0, 4), np.float32)
+            if not len(boxes):
+                continue
+        points, peaks = predict_keypoints(model, image, boxes, device, padding)
+        scores = box_scores * instance_score(peaks)
+        for xy, peak, score, box in zip(points, peaks, scores, boxes):
+            keypoints = np.concatenate([xy, peak[:, None]], axis=1).reshape(-1)
+            results.append({
+                "image_id": image_id, "category_id": person, "keypoints": [float(v) for v in keypoints],
+                "score": float(score), "bbox": [float(v) for v in box],
+            })
+    return run_cocoeval(coco, results, "keypoints", KEYPOINT_STATS, quiet, cat_ids=[person])

@@ -1,0 +1,1 @@
+"""Model definitions: ResNet backbone, FPN, the FCOS detector and the keypoint network."""
