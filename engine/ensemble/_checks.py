@@ -62,3 +62,18 @@ def check_threshold(value, name: str) -> float:
 def f64(array: np.ndarray) -> np.ndarray:
     """A C-contiguous float64 view or copy; the caller's array is never written to."""
     return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number > 0 (soft-NMS sigma, scoring beta), else ValueError."""
+    number = check_threshold(value, name)
+    if number <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
+def method_code(name: str, codes: dict[str, int], kind: str) -> int:
+    """The kernel's integer code for a method name, ValueError naming the choices."""
+    if name not in codes:
+        raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(codes)}")
+    return codes[name]

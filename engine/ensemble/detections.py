@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.ensemble._checks import check_boxes, check_scores, check_threshold, f64, out_dtype
+from engine.ensemble._checks import (
+    check_boxes, check_positive, check_scores, check_threshold, f64, out_dtype,
+)
 from engine.ensemble.boxes import box_areas, x_bucket_layout
-from engine.ensemble.nms import check_sigma, nms_layout, soft_nms_method_code, soft_nms_rows
+from engine.ensemble.nms import nms_layout, soft_nms_method_code, soft_nms_rows
 from engine.ensemble.sorting import descending_order
 from engine.ensemble.voting import (
-    check_beta,
     check_probabilities,
     layout_scores,
     scoring_code,
@@ -164,11 +165,11 @@ def ensemble_detections(
     do_vote = vote_threshold is not None
     vote_threshold = check_threshold(vote_threshold, "vote_threshold") if do_vote else 1.0
     method = scoring_code(scoring)
-    beta = check_beta(beta)
+    beta = check_positive(beta, "beta")
     if do_vote and scoring == "temp_avg":
         check_probabilities(scores[scores > score_floor], scoring, "scores")
     soft_method = 0 if soft_nms is None else soft_nms_method_code(soft_nms)
-    sigma = check_sigma(soft_nms_sigma)
+    sigma = check_positive(soft_nms_sigma, "soft_nms_sigma")
     soft_floor = check_threshold(soft_nms_score_threshold, "soft_nms_score_threshold")
     if max_detections is None:
         limit = -1

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.ensemble._checks import check_boxes, check_scores, check_threshold, f64, out_dtype
+from engine.ensemble._checks import (
+    check_boxes, check_positive, check_scores, check_threshold, f64, method_code, out_dtype,
+)
 from engine.ensemble.boxes import (
     box_areas,
     boxes_starting_before,
@@ -159,19 +161,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 
 def soft_nms_method_code(method: str) -> int:
     """The kernel code of a soft-NMS method name, ValueError for unknown names."""
-    if method not in SOFT_NMS_METHODS:
-        raise ValueError(
-            f"unknown soft-NMS method {method!r}; expected one of {sorted(SOFT_NMS_METHODS)}"
-        )
-    return SOFT_NMS_METHODS[method]
-
-
-def check_sigma(sigma: float) -> float:
-    """The Gaussian soft-NMS sigma, which must be a finite positive number."""
-    value = check_threshold(sigma, "sigma")
-    if value <= 0.0:
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
-    return value
+    return method_code(method, SOFT_NMS_METHODS, "soft-NMS method")
 
 
 def soft_nms(
@@ -202,7 +192,7 @@ def soft_nms(
     code = soft_nms_method_code(method)
     threshold = check_threshold(iou_threshold, "iou_threshold")
     floor = check_threshold(score_threshold, "score_threshold")
-    sigma = check_sigma(sigma)
+    sigma = check_positive(sigma, "sigma")
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=out_dtype(scores))
     keep, new_scores = _soft_nms_kernel(f64(boxes), f64(scores), threshold, sigma, code, floor)

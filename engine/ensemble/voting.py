@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.ensemble._checks import check_boxes, check_scores, check_threshold, f64, out_dtype
+from engine.ensemble._checks import (
+    check_boxes, check_positive, check_scores, check_threshold, f64, method_code, out_dtype,
+)
 from engine.ensemble.boxes import layout_iou, overlap_window, x_bucket_layout
 
 SCORING_METHODS = {
@@ -155,19 +157,7 @@ def _box_voting_kernel(top_boxes, top_scores, all_boxes, all_scores, vote_thresh
 
 def scoring_code(scoring: str) -> int:
     """The kernel code of a scoring method name, ValueError for unknown names."""
-    if scoring not in SCORING_METHODS:
-        raise ValueError(
-            f"unknown box-voting scoring {scoring!r}; expected one of {sorted(SCORING_METHODS)}"
-        )
-    return SCORING_METHODS[scoring]
-
-
-def check_beta(beta: float) -> float:
-    """The scoring temperature/exponent, which must be a finite positive number."""
-    value = check_threshold(beta, "beta")
-    if value <= 0.0:
-        raise ValueError(f"beta must be > 0, got {beta!r}")
-    return value
+    return method_code(scoring, SCORING_METHODS, "box-voting scoring")
 
 
 def check_probabilities(scores: np.ndarray, scoring: str, name: str) -> None:
@@ -204,7 +194,7 @@ def box_voting(
     all_scores = check_scores(all_scores, all_boxes.shape[0], "all_scores")
     code = scoring_code(scoring)
     threshold = check_threshold(vote_threshold, "vote_threshold")
-    beta = check_beta(beta)
+    beta = check_positive(beta, "beta")
     check_probabilities(all_scores, scoring, "all_scores")
     box_dtype, score_dtype = out_dtype(top_boxes), out_dtype(top_scores)
     if top_boxes.shape[0] == 0:
