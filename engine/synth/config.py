@@ -43,7 +43,13 @@ class SynthConfig:
     # Annotated objects are re-placed (up to `placement_tries`) while their box IoU with
     # an already placed one exceeds this, so that no object hides another completely.
     max_overlap_iou: float = 0.35
+    # ... and while more than this fraction of the smaller box lies inside the other
+    # (IoU alone lets a small box sit entirely inside a large one).
+    max_overlap_cover: float = 0.6
     placement_tries: int = 12
+    # An annotated object of which less than this fraction stays visible after all
+    # painting counts as hidden and is not annotated (a stray hand is not a person).
+    min_visible_frac: float = 0.25
     # Probability that an object is allowed to leave the frame partly (truncation).
     truncation_prob: float = 0.15
     # Probability, per person, of an occluder drawn over one of its joints, and its
@@ -77,7 +83,7 @@ class SynthConfig:
         if self.long_side_range[0] < 64:
             raise UserError("SynthConfig.long_side_range must start at 64 px or more")
         for name in ("no_person_prob", "truncation_prob", "occlusion_prob", "crowd_prob",
-                     "blur_prob"):
+                     "blur_prob", "max_overlap_iou", "max_overlap_cover", "min_visible_frac"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"SynthConfig.{name} must be a probability, got {value}")

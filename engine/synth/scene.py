@@ -51,13 +51,15 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float]:
+    """(IoU, intersection over the smaller area) of two xyxy boxes."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
     if iw <= 0 or ih <= 0:
-        return 0.0
+        return 0.0, 0.0
     inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area_a + area_b - inter), inter / min(area_a, area_b)
 
 
 class _Layout:
@@ -81,10 +83,14 @@ class _Layout:
                 left = self.rng.uniform(0, max(self.width - w, 0))
                 top = self.rng.uniform(0, max(self.height - h, 0))
             box = (left, top, left + w, top + h)
-            if all(_iou(box, other) <= self.config.max_overlap_iou for other in self.boxes):
+            if all(self._fits(box, other) for other in self.boxes):
                 self.boxes.append(box)
                 return left - x1, top - y1
         return None
+
+    def _fits(self, box, other) -> bool:
+        iou, cover = _overlap(box, other)
+        return iou <= self.config.max_overlap_iou and cover <= self.config.max_overlap_cover
 
 
 def _add_person(items: list[_Item], layout: _Layout, rng, config: SynthConfig, style: Style,
@@ -162,12 +168,13 @@ def compose_scene(rng: np.random.Generator, config: SynthConfig, style: Style) -
         items.append(_Item(make_distractor(center, size, rng, style.clutter), z))
 
     scene = Scene(image=image, background=background)
-    scene.annotations = _paint_and_annotate(image, items)
+    scene.annotations = _paint_and_annotate(image, items, config.min_visible_frac)
     _photometric(image, rng, config)
     return scene
 
 
-def _paint_and_annotate(image: np.ndarray, items: list[_Item]) -> list[dict]:
+def _paint_and_annotate(image: np.ndarray, items: list[_Item], min_visible_frac: float = 0.0) -> list[dict]:
+    """Paint `items` into `image` (H, W, 3) uint8 in z order; COCO dicts of the annotated."""
     height, width = image.shape[:2]
     order = sorted(range(len(items)), key=lambda i: items[i].z)
     owner = np.zeros((height, width), np.uint16)  # 1 + paint rank of the top object
@@ -181,19 +188,20 @@ def _paint_and_annotate(image: np.ndarray, items: list[_Item]) -> list[dict]:
     annotations = []
     for rank, index in enumerate(order, start=1):
         if rank in masks:
-            ann = _annotate(items[index], masks[rank], owner, rank)
+            ann = _annotate(items[index], masks[rank], owner, rank, min_visible_frac)
             if ann is not None:
                 annotations.append(ann)
     return annotations
 
 
-def _annotate(item: _Item, full: np.ndarray, owner: np.ndarray, rank: int) -> dict | None:
+def _annotate(item: _Item, full: np.ndarray, owner: np.ndarray, rank: int,
+              min_visible_frac: float) -> dict | None:
     height, width = owner.shape
     rows, cols = np.any(full, axis=1), np.any(full, axis=0)
     visible = owner == rank
     area = int(visible.sum())
-    if not rows.any() or area == 0:
-        return None  # entirely outside the frame or entirely covered: nothing to label
+    if not rows.any() or area == 0 or area < min_visible_frac * np.count_nonzero(full):
+        return None  # outside the frame, or (almost) entirely covered: nothing to label
     y1, y2 = np.flatnonzero(rows)[[0, -1]]
     x1, x2 = np.flatnonzero(cols)[[0, -1]]
     rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))

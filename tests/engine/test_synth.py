@@ -7,12 +7,15 @@ import hashlib
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from engine.cli import main as distill
 from engine.coco_schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON, flip_permutation
+from engine.errors import UserError
 from engine.synth import SynthConfig, generate_dataset
 
 # Written out literally from the COCO keypoint format, so a typo in engine.coco_schema
@@ -45,6 +48,11 @@ def test_loads_in_pycocotools_with_images_on_disk(dataset: Path) -> None:
     for info in coco.loadImgs(coco.getImgIds()):
         assert (dataset.parent / "images" / info["file_name"]).is_file()
     assert coco.getAnnIds(catIds=[1]), "no person drawn in 24 images"
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    assert names == {1: "person", 13: "stop sign", 37: "sports ball", 38: "kite", 72: "tv"}
+    for info in coco.loadImgs(coco.getImgIds()):
+        pixels = cv2.imread(str(dataset.parent / "images" / info["file_name"]))
+        assert pixels.shape[:2] == (info["height"], info["width"])
 
 
 def test_keypoint_definitions_are_cocos(dataset: Path) -> None:
@@ -79,6 +87,36 @@ def test_annotations_are_consistent(dataset: Path) -> None:
         labeled = kps[kps[:, 2] > 0]
         assert np.all((labeled[:, 0] >= 0) & (labeled[:, 0] <= image["width"]))
         assert np.all((labeled[:, 1] >= 0) & (labeled[:, 1] <= image["height"]))
+        # Joints lie on the drawn figure, hence inside its (amodal) box.
+        assert np.all((labeled[:, 0] >= x - 1) & (labeled[:, 0] <= x + w + 1))
+        assert np.all((labeled[:, 1] >= y - 1) & (labeled[:, 1] <= y + h + 1))
+
+
+# pycocotools' decode trips a numpy 2 DeprecationWarning that is not ours to fix.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_area_is_the_visible_segmentation(dataset: Path) -> None:
+    coco = COCO(str(dataset))
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        x, y, w, h = ann["bbox"]
+        assert mask_utils.area(ann["segmentation"]) == ann["area"] <= w * h
+        assert coco.annToMask(ann).sum() == ann["area"]
+
+
+def test_visibility_flags_sizes_and_shapes_vary(dataset: Path) -> None:
+    data = json.loads(dataset.read_text())
+    flags = np.array([v for a in data["annotations"] if a["category_id"] == 1 and not a["iscrowd"]
+                      for v in a["keypoints"][2::3]])
+    # Visible dominates, but occluded (v=1) and out-of-frame (v=0) joints both occur.
+    assert (flags == 2).mean() > 0.6 and (flags == 1).sum() > 0 and (flags == 0).sum() > 0
+    images = {i["id"]: i for i in data["images"]}
+    sides = [max(a["bbox"][2:]) for a in data["annotations"]]
+    rel = [max(a["bbox"][2:]) / min(images[a["image_id"]]["width"], images[a["image_id"]]["height"])
+           for a in data["annotations"]]
+    assert min(sides) < 20 and max(rel) > 0.4  # small objects and large ones
+    longs = [max(i["width"], i["height"]) for i in data["images"]]
+    assert 320 <= min(longs) and max(longs) <= 512
+    assert any(i["width"] > i["height"] for i in data["images"])
+    assert any(i["width"] < i["height"] for i in data["images"])
 
 
 def test_left_and_right_are_drawn_on_the_expected_sides(tmp_path: Path) -> None:
@@ -99,6 +137,10 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     second = _digest(generate_dataset(tmp_path / "b", 6, seed=3).parent)
     other = _digest(generate_dataset(tmp_path / "c", 6, seed=4).parent)
     assert first == second
+    # Image i depends only on (seed, shift, i): a shorter run is a prefix of a longer one.
+    prefix = _digest(generate_dataset(tmp_path / "p", 2, seed=3).parent)
+    assert {k: v for k, v in prefix.items() if k.startswith("images/")} == \
+        {k: first[k] for k in prefix if k.startswith("images/")}
     assert first["annotations.json"] != other["annotations.json"]
     assert all(first[k] != other[k] for k in first if k.startswith("images/"))
 
@@ -110,6 +152,24 @@ def test_shift_draws_a_different_distribution(tmp_path: Path) -> None:
     plain_backgrounds = {i["background"] for i in plain["images"]}
     shifted_backgrounds = {i["background"] for i in shifted["images"]}
     assert plain_backgrounds.isdisjoint(shifted_backgrounds)
+
+    def saturation(root: Path, data: dict) -> float:
+        return float(np.mean([cv2.cvtColor(cv2.imread(str(root / "images" / i["file_name"])),
+                                           cv2.COLOR_BGR2HSV)[..., 1].mean() for i in data["images"]]))
+
+    # Sports venues and team kits are more saturated than everyday scenes.
+    assert saturation(tmp_path / "shift", shifted) > saturation(tmp_path / "plain", plain) + 10
+
+
+def test_config_validation_and_round_trip() -> None:
+    config = SynthConfig(occlusion_prob=0.5, persons_range=(1, 2))
+    assert SynthConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(UserError, match="occlusion_prob"):
+        SynthConfig(occlusion_prob=1.5).validate()
+    with pytest.raises(UserError, match="persons_range"):
+        SynthConfig(persons_range=(3, 1)).validate()
+    with pytest.raises(UserError, match="unknown SynthConfig keys: bogus"):
+        SynthConfig.from_dict({"bogus": 1})
 
 
 def test_config_knobs_take_effect(tmp_path: Path) -> None:
@@ -124,7 +184,8 @@ def test_cli_writes_a_dataset(tmp_path: Path, capsys) -> None:
     assert len(list((tmp_path / "d" / "images").glob("*.jpg"))) == 2
 
 
-@pytest.mark.parametrize("case", ["zero-images", "out-is-file", "bad-config-json", "unknown-knob"])
+@pytest.mark.parametrize("case", ["zero-images", "out-is-file", "bad-config-json", "unknown-knob",
+                                  "missing-config", "bad-knob-value", "negative-seed"])
 def test_cli_errors_are_one_line(tmp_path: Path, capsys, case: str) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -137,9 +198,16 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys, case: str) -> None:
     elif case == "bad-config-json":
         config.write_text("{not json")
         args += ["--config", str(config)]
-    else:
+    elif case == "unknown-knob":
         config.write_text(json.dumps({"persons_per_image": 3}))
         args += ["--config", str(config)]
+    elif case == "missing-config":
+        args += ["--config", str(tmp_path / "absent.json")]
+    elif case == "bad-knob-value":
+        config.write_text(json.dumps({"blur_prob": 2}))
+        args += ["--config", str(config)]
+    else:
+        args += ["--seed", "-1"]
     assert distill(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("distill synth: error:") and "\n" not in err
