@@ -26,8 +26,8 @@ test: setup
 # and an interrupted run resumes (`--resume` continues from the run's last checkpoint).
 DEMO_TRAIN_IMAGES ?= 300
 DEMO_VAL_IMAGES ?= 100
-DEMO_DET_ITERS ?= 900
-DEMO_KP_ITERS ?= 1500
+DEMO_DET_ITERS ?= 800
+DEMO_KP_ITERS ?= 900
 DATA_ARGS = --train-json $(DEMO)/data/train/annotations.json --train-images $(DEMO)/data/train/images \
 	--val-json $(DEMO)/data/val/annotations.json --val-images $(DEMO)/data/val/images
 

@@ -68,7 +68,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt archives
-        raise UserError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+        reason = str(error).splitlines()[0]
+        if reason.startswith("Weights only load failed"):
+            # torch's own text goes on to suggest weights_only=False, which we never do.
+            reason = "not a PyTorch file of tensors and plain data"
+        raise UserError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a distill checkpoint (expected format {FORMAT})")
     return ckpt

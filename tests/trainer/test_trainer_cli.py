@@ -70,6 +70,12 @@ def test_eval_missing_and_corrupt_checkpoint(tiny_coco, tmp_path, capsys):
     corrupt.write_bytes(b"definitely not a zip archive")
     assert distill(args + ["--checkpoint", str(corrupt)]) == 2
     assert "cannot read checkpoint" in _one_error_line(capsys, "eval")
+    # A JSON file passed as a checkpoint: torch's "weights only" text is not shown.
+    not_torch = tmp_path / "labels.json"
+    not_torch.write_text("{}")
+    assert distill(args + ["--checkpoint", str(not_torch)]) == 2
+    line = _one_error_line(capsys, "eval")
+    assert "not a PyTorch file" in line and "weights_only" not in line
 
 
 def test_command_module_and_crops_do_not_import_torch():
