@@ -25,7 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distill",
-        description="Data distillation: synth, train, export, label, select.",
+        description="Data distillation: synthetic data, teacher training and evaluation, export.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:

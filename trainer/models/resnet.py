@@ -28,44 +28,46 @@ def conv_norm(cin: int, cout: int, k: int, stride: int, norm: str) -> list[nn.Mo
     return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), make_norm(norm, cout)]
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """`relu(body(x) + shortcut(x))`; subclasses build `body`, the projection shortcut
+    (1x1 conv + norm when the shape changes) is shared."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, cout: int, stride: int, norm: str, body: list[nn.Module]):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.shortcut = (
+            nn.Sequential(*conv_norm(cin, cout, 1, stride, norm))
+            if stride != 1 or cin != cout else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class BasicBlock(_ResidualBlock):
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int, norm: str):
-        super().__init__()
         cout = width * self.expansion
-        self.body = nn.Sequential(
+        super().__init__(cin, cout, stride, norm, [
             *conv_norm(cin, width, 3, stride, norm), nn.ReLU(inplace=True),
             *conv_norm(width, cout, 3, 1, norm),
-        )
-        self.shortcut = (
-            nn.Sequential(*conv_norm(cin, cout, 1, stride, norm))
-            if stride != 1 or cin != cout else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+        ])
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int, norm: str):
-        super().__init__()
         cout = width * self.expansion
         # Stride on the 3x3 conv (the "ResNet v1.5" placement).
-        self.body = nn.Sequential(
+        super().__init__(cin, cout, stride, norm, [
             *conv_norm(cin, width, 1, 1, norm), nn.ReLU(inplace=True),
             *conv_norm(width, width, 3, stride, norm), nn.ReLU(inplace=True),
             *conv_norm(width, cout, 1, 1, norm),
-        )
-        self.shortcut = (
-            nn.Sequential(*conv_norm(cin, cout, 1, stride, norm))
-            if stride != 1 or cin != cout else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+        ])
 
 
 class ResNet(nn.Module):
@@ -98,7 +100,7 @@ class ResNet(nn.Module):
         # Zero the last norm of each residual branch so every block starts as identity:
         # from-scratch training of deeper nets converges much faster this way.
         for m in self.modules():
-            if isinstance(m, (BasicBlock, Bottleneck)):
+            if isinstance(m, _ResidualBlock):
                 nn.init.zeros_(m.body[-1].weight)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
