@@ -11,6 +11,7 @@ It needs `onnxscript` (in the `export` extra). It does not fold eval-mode BatchN
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,9 @@ def export_module(wrapper: nn.Module, card: ModelCard, out: str | Path, opset: i
         example = torch.randint(0, 256, (2, 3, hc, wc), dtype=torch.uint8)
         dynamic = {card.input_name: {0: batch}}
         names = {0: "batch"}
+    # The exporter logs one warning per torchvision op it cannot register; our graphs use
+    # none of them, and torchvision has no CPU wheel here, so the lines are only noise.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(wrapper.eval(), (example,), None, input_names=[card.input_name],
