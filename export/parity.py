@@ -196,15 +196,13 @@ def synthetic_images(count: int, seed: int = 0, size: tuple[int, int] = (480, 64
 def detector_feeds(images: Sequence[np.ndarray], short_side: int, max_size: int, stride: int) -> list[np.ndarray]:
     """One (1,3,H,W) uint8 feed per image: resized so the shorter side is `short_side`
     (longer side capped at `max_size`), zero-padded right/bottom to multiples of `stride`."""
-    import cv2
+    from engine.scaling import resize_to_scale, round_up
 
     feeds = []
     for image in images:
-        h, w = image.shape[:2]
-        f = min(short_side / min(h, w), max_size / max(h, w))
-        nh, nw = max(1, round(h * f)), max(1, round(w * f))
-        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        ph, pw = -(-nh // stride) * stride, -(-nw // stride) * stride
+        resized = resize_to_scale(image, short_side, max_size)
+        nh, nw = resized.shape[:2]
+        ph, pw = round_up(nh, stride), round_up(nw, stride)
         canvas = np.zeros((ph, pw, 3), np.uint8)
         canvas[:nh, :nw] = resized
         feeds.append(canvas.transpose(2, 0, 1)[None].copy())

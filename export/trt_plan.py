@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from engine.errors import UserError
 from engine.modelcard import ModelCard, sidecar_path
+from engine.scaling import round_up
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_SCALES = tuple(range(400, 1201, 100))
@@ -48,7 +49,7 @@ class Profile:
 
 
 def _round_up(value: float, multiple: int) -> int:
-    return int(-(-int(round(value)) // multiple) * multiple)
+    return round_up(round(value), multiple)
 
 
 def plan_detector_profiles(card: ModelCard, scales: Sequence[int], max_size: int, max_batch: int) -> list[Profile]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
@@ -19,7 +18,8 @@ from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from engine.crops import person_crop_box, points_from_crop, warp_crop
-from trainer.data.coco import person_category_id, read_image, scale_for
+from engine.scaling import resize_to_scale
+from trainer.data.coco import person_category_id, read_image
 from trainer.data.detection import pad_batch
 
 BBOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -35,9 +35,8 @@ def detect_image(model, image: np.ndarray, min_size: int, max_size: int, device,
     from engine.ensemble import ensemble_detections
 
     height, width = image.shape[:2]
-    factor = scale_for(height, width, min_size, max_size)
-    new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    resized = resize_to_scale(image, min_size, max_size)
+    new_h, new_w = resized.shape[:2]
     tensor = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))).float()
     batch = pad_batch([tensor], max(model.strides)).to(device)
     boxes, scores, labels = (t[0].float().cpu().numpy() for t in model.candidates(batch, topk))
@@ -90,8 +89,9 @@ def decode_heatmaps(heatmaps: np.ndarray, radius: int = 3) -> tuple[np.ndarray, 
 
     Sub-pixel location: the heatmap-weighted mean of the pixel centres (j + 0.5, i + 0.5)
     in the (2 radius + 1)^2 window around the argmax (clipped at the border). The model's
-    heatmaps are softmax distributions, so this is a local expectation; on synth val it
-    beat the quarter-pixel shift toward the larger neighbour by ~5 AP points (radius 3).
+    heatmaps are softmax distributions, so this is a local expectation. Measured on the
+    README's tiny keypoint run (synth val, GT boxes): keypoint AP 0.390 with this decoder,
+    0.342 with `engine.ensemble.heatmap_argmax(refine="quarter")` in its place.
     """
     n, j, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, j, -1)

@@ -10,7 +10,7 @@ import torch
 
 from engine.coco_schema import KEYPOINT_NAMES, flip_permutation
 from trainer.config import tiny_keypoints
-from trainer.data.coco import load_coco, scale_for
+from trainer.data.coco import load_coco
 from trainer.data.detection import DetectionCollate, DetectionDataset, flip_boxes
 from trainer.data.keypoints import KeypointDataset, flip_crop_keypoints, gaussian_heatmaps
 from trainer.evaluate import decode_heatmaps
@@ -33,11 +33,6 @@ class FixedRng:
 
     def seed(self, *_):
         pass
-
-
-def test_scale_rule_caps_the_long_side():
-    assert scale_for(100, 200, 50, 1000) == 0.5
-    assert scale_for(100, 400, 300, 600) == 1.5  # 3.0 would make the long side 1200
 
 
 def test_flip_boxes_maps_x_to_w_minus_x():

@@ -63,11 +63,3 @@ def person_category_id(coco: COCO) -> int:
         if cat.get("keypoints"):
             return int(cat["id"])
     raise UserError("no category with 'keypoints' in the annotation file: not a person-keypoint COCO file")
-
-
-def scale_for(height: int, width: int, min_size: int, max_size: int) -> float:
-    """f = s / min(h, w), capped so that max(h, w) * f <= max_size (DESIGN.md)."""
-    factor = min_size / min(height, width)
-    if max(height, width) * factor > max_size:
-        factor = max_size / max(height, width)
-    return factor

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from trainer.data.coco import category_table, read_image, scale_for
+from engine.scaling import resize_to_scale, round_up
+from trainer.data.coco import category_table, read_image
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -55,9 +55,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         boxes, labels, crowd = self.annotations(image_id)
         min_size = self.rng.choice(self.min_sizes) if self.train else self.min_sizes[0]
         height, width = image.shape[:2]
-        factor = scale_for(height, width, min_size, self.max_size)
-        new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        image = resize_to_scale(image, min_size, self.max_size)
+        new_h, new_w = image.shape[:2]
         # Boxes scale with the actual (rounded) size so they stay aligned with the pixels.
         scale = np.array([new_w / width, new_h / height] * 2, np.float32)
         boxes, crowd = boxes * scale, crowd * scale
@@ -81,7 +80,7 @@ def pad_batch(images: list[torch.Tensor], divisor: int) -> torch.Tensor:
     """Zero-pad (3, h, w) images bottom/right to a common size, a multiple of `divisor`."""
     height = max(i.shape[1] for i in images)
     width = max(i.shape[2] for i in images)
-    height, width = -(-height // divisor) * divisor, -(-width // divisor) * divisor
+    height, width = round_up(height, divisor), round_up(width, divisor)
     batch = images[0].new_zeros(len(images), 3, height, width)
     for slot, image in zip(batch, images):
         slot[:, : image.shape[1], : image.shape[2]] = image
