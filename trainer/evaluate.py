@@ -17,7 +17,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from engine.crops import person_crop_box, points_from_crop, warp_crop
+from engine.crops import person_crop_box, warp_crop
+from engine.ensemble import ensemble_detections, heatmap_argmax, keypoints_to_image
 from engine.scaling import resize_to_scale
 from trainer.data.coco import person_category_id, read_image
 from trainer.data.detection import pad_batch
@@ -32,8 +33,6 @@ SCORE_FLOOR = 0.05
 def detect_image(model, image: np.ndarray, min_size: int, max_size: int, device, topk: int = 1000):
     """Detections for one (H, W, 3) uint8 RGB image: boxes (K, 4) float32 xyxy in original
     pixels, scores (K,) float32, labels (K,) int64 class indices, after per-class NMS."""
-    from engine.ensemble import ensemble_detections
-
     height, width = image.shape[:2]
     resized = resize_to_scale(image, min_size, max_size)
     new_h, new_w = resized.shape[:2]
@@ -84,40 +83,6 @@ def evaluate_detector(model, coco: COCO, images_dir: str, categories: list[dict]
     return run_cocoeval(coco, results, "bbox", BBOX_STATS, quiet)
 
 
-def decode_heatmaps(heatmaps: np.ndarray, radius: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(N, J, h, w) heatmaps -> (N, J, 2) xy in heatmap units and (N, J) peak values.
-
-    Sub-pixel location: the heatmap-weighted mean of the pixel centres (j + 0.5, i + 0.5)
-    in the (2 radius + 1)^2 window around the argmax (clipped at the border). The model's
-    heatmaps are softmax distributions, so this is a local expectation. Measured on the
-    README's tiny keypoint run (synth val, GT boxes): keypoint AP 0.390 with this decoder,
-    0.342 with `engine.ensemble.heatmap_argmax(refine="quarter")` in its place.
-    """
-    n, j, h, w = heatmaps.shape
-    flat = heatmaps.reshape(n, j, -1)
-    index = flat.argmax(axis=2)
-    peaks = np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
-    ys, xs = np.divmod(index, w)
-    offsets = np.arange(-radius, radius + 1)
-    win_y = ys[..., None] + offsets  # (N, J, k)
-    win_x = xs[..., None] + offsets
-    valid_y = (win_y >= 0) & (win_y < h)
-    valid_x = (win_x >= 0) & (win_x < w)
-    rows = np.clip(win_y, 0, h - 1)
-    cols = np.clip(win_x, 0, w - 1)
-    nn_, jj = np.meshgrid(np.arange(n), np.arange(j), indexing="ij")
-    window = heatmaps[nn_[..., None, None], jj[..., None, None], rows[..., :, None], cols[..., None, :]]
-    weights = np.clip(window, 0, None) * (valid_y[..., :, None] & valid_x[..., None, :])
-    total = weights.sum(axis=(2, 3))
-    safe = np.where(total > 0, total, 1.0)
-    x = (weights * (win_x[..., None, :] + 0.5)).sum(axis=(2, 3)) / safe
-    y = (weights * (win_y[..., :, None] + 0.5)).sum(axis=(2, 3)) / safe
-    # A window without mass (all-zero map) falls back to the argmax pixel centre.
-    x = np.where(total > 0, x, xs + 0.5)
-    y = np.where(total > 0, y, ys + 0.5)
-    return np.stack([x, y], axis=-1).astype(np.float32), peaks
-
-
 @torch.no_grad()
 def predict_keypoints(model, image: np.ndarray, boxes_xywh: np.ndarray, device, padding: float, batch_size: int = 64):
     """Keypoints for people in `boxes_xywh` (N, 4): (N, 17, 2) float32 image xy and (N, 17) peaks."""
@@ -129,9 +94,11 @@ def predict_keypoints(model, image: np.ndarray, boxes_xywh: np.ndarray, device, 
         crops = np.stack([warp_crop(image, box, (height, width)) for box in chunk])
         tensor = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).float().to(device)
         heatmaps = model(tensor).float().cpu().numpy()
-        xy, peak = decode_heatmaps(heatmaps)
-        points.append(points_from_crop(xy * 4.0, chunk, (height, width)))
-        peaks.append(peak)
+        # `window`: the model's heatmaps are softmax distributions, and their local mean
+        # measured 0.390 keypoint AP against 0.342 for `quarter` (README's tiny run).
+        decoded = heatmap_argmax(heatmaps, refine="window")
+        points.append(keypoints_to_image(decoded, chunk, heatmaps.shape[2:]))
+        peaks.append(decoded[..., 2])
     if not points:
         return np.zeros((0, model.num_keypoints, 2), np.float32), np.zeros((0, model.num_keypoints), np.float32)
     return np.concatenate(points), np.concatenate(peaks)

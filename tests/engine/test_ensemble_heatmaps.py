@@ -85,6 +85,17 @@ def ref_argmax(maps, refine):
             ox = np.clip(-(dyy * dx - dxy * dy) / det, -1, 1)
             oy = np.clip(-(dxx * dy - dxy * dx) / det, -1, 1)
         x, y = x + np.where(ok, ox, 0), y + np.where(ok, oy, 0)
+    elif refine == "window":
+        # Positive-value-weighted mean of the pixel centres in the clipped 7x7 window.
+        for a in range(r):
+            for b in range(j):
+                rows = slice(max(py[a, b] - 3, 0), min(py[a, b] + 4, h))
+                cols = slice(max(px[a, b] - 3, 0), min(px[a, b] + 4, w))
+                weights = np.clip(m[a, b, rows, cols], 0, None)
+                if weights.sum() > 0:
+                    cy, cx = np.mgrid[rows, cols] + 0.5
+                    x[a, b] = (weights * cx).sum() / weights.sum()
+                    y[a, b] = (weights * cy).sum() / weights.sum()
     return np.stack([x, y, value], axis=-1)
 
 
@@ -223,7 +234,7 @@ def test_average_rejects_bad_arguments(kwargs, message):
 # ---------------------------------------------------------------- argmax
 
 
-@pytest.mark.parametrize("refine", [None, "quarter", "dark"])
+@pytest.mark.parametrize("refine", [None, "quarter", "dark", "window"])
 def test_argmax_matches_reference_on_random_cases(refine):
     rng = np.random.default_rng(2)
     for k in range(400):

@@ -13,7 +13,7 @@ from trainer.config import tiny_keypoints
 from trainer.data.coco import load_coco
 from trainer.data.detection import DetectionCollate, DetectionDataset, flip_boxes
 from trainer.data.keypoints import KeypointDataset, flip_crop_keypoints, gaussian_heatmaps
-from trainer.evaluate import decode_heatmaps
+from engine.ensemble import heatmap_argmax
 
 
 class FixedRng:
@@ -60,8 +60,8 @@ def test_gaussian_heatmaps_peak_at_pixel_centre_convention():
     assert heatmaps.shape == (2, 8, 10)
     assert np.unravel_index(heatmaps[0].argmax(), (8, 10)) == (3, 5) and heatmaps[0, 3, 5] == 1.0
     assert weights.tolist() == [1.0, 0.0] and heatmaps[1].max() == 0.0
-    xy, peaks = decode_heatmaps(heatmaps[None, :1])
-    assert np.allclose(xy[0, 0], [5.5, 3.5]) and peaks[0, 0] == 1.0
+    decoded = heatmap_argmax(heatmaps[None, :1], refine="window")
+    assert np.allclose(decoded[0, 0, :2], [5.5, 3.5]) and decoded[0, 0, 2] == 1.0
 
 
 def test_flip_crop_keypoints_swaps_left_and_right():
