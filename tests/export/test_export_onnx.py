@@ -78,13 +78,21 @@ def test_parity_green_on_synthetic_images(exported, task):
     assert "max |diff|" in report.table()
 
 
+def _parity_report(exported, task: str, images=None, count: int = 2, perturb=None):
+    """ONNX Runtime (CPU) on the exported file against the PyTorch wrapper, optionally
+    perturbed by `perturb = (parameter name part, noise amount)`."""
+    path, wrapper, card = exported[task]
+    feeds, source = parity.parity_feeds(card, images, count=count)
+    reference = _perturbed(wrapper, *perturb) if perturb else wrapper
+    report = parity.run_parity(TorchBackend(reference, card), OnnxRuntimeBackend(path, providers="cpu"),
+                               feeds, card, source)
+    return report, source
+
+
 @pytest.mark.parametrize("task", ["detect", "keypoints"])
 def test_parity_green_on_real_images(exported, task, coco_mini):
-    path, wrapper, card = exported[task]
-    feeds, source = parity.parity_feeds(card, coco_mini / "images", count=3)
+    report, source = _parity_report(exported, task, coco_mini / "images", count=3)
     assert "real" in source
-    report = parity.run_parity(TorchBackend(wrapper, card), OnnxRuntimeBackend(path, providers="cpu"),
-                               feeds, card, source)
     assert report.passed, report.table()
 
 
@@ -99,10 +107,7 @@ def _perturbed(wrapper: torch.nn.Module, name_part: str, amount: float) -> torch
 
 
 def test_parity_fails_loudly_on_perturbed_detector(exported):
-    path, wrapper, card = exported["detect"]
-    feeds, source = parity.parity_feeds(card, None, count=2)
-    report = parity.run_parity(TorchBackend(_perturbed(wrapper, "head", 0.05), card),
-                               OnnxRuntimeBackend(path, providers="cpu"), feeds, card, source)
+    report, _ = _parity_report(exported, "detect", perturb=("head", 0.05))
     assert not report.passed
     message = report.failure()
     assert message.startswith("parity check failed:") and "max |diff|" in message
@@ -110,10 +115,7 @@ def test_parity_fails_loudly_on_perturbed_detector(exported):
 
 
 def test_parity_fails_loudly_on_perturbed_keypoints(exported):
-    path, wrapper, card = exported["keypoints"]
-    feeds, source = parity.parity_feeds(card, None, count=2)
-    report = parity.run_parity(TorchBackend(_perturbed(wrapper, "final", 0.5), card),
-                               OnnxRuntimeBackend(path, providers="cpu"), feeds, card, source)
+    report, _ = _parity_report(exported, "keypoints", perturb=("final", 0.5))
     assert not report.passed
     assert "heatmaps" in report.failure() and "of joints" in report.failure()
 
