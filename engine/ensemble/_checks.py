@@ -8,6 +8,8 @@ back as float32 when the caller's input was float32, float64 otherwise.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -54,7 +56,7 @@ def check_threshold(value, name: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(number):
+    if not math.isfinite(number):  # math, not NumPy: a scalar ufunc call costs ~0.4 us
         raise ValueError(f"{name} must be finite, got {value!r}")
     return number
 

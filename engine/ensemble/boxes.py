@@ -14,10 +14,17 @@ t > 0, IoU(a, b) >= t forces the intersection width to be at least t * w_a and
 w_b <= w_a / t, which bounds b's x1 to [x1_a + t*w_a - w_a/t, x2_a - t*w_a]. The buckets
 covering that interval are found in O(1), and only their boxes get an IoU. (A sorted
 layout with binary searches was slower: the sort and the mispredicted searches cost
-more than the IoUs they save.)
+more than the IoUs they save.) The per-image merge lays out all classes at once
+(`class_layouts`), each class in a slice of shared arrays.
+
+The window loops index the layout with unsigned integers (`np.uint64(lo + j)`): Numba
+adds negative-index wraparound code to every access with a signed index it cannot prove
+non-negative, and on the benchmark load that made the NMS scans about 1.5x slower.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -25,6 +32,13 @@ from numba import njit
 # Relative widening of the x1 window: the bound is exact in real arithmetic, the slack
 # absorbs floating-point rounding (it only ever adds candidates, never removes a match).
 _WINDOW_SLACK = 1e-6
+
+# The layouts of all classes of one image; class_layouts documents the fields.
+ClassLayouts = namedtuple(
+    "ClassLayouts",
+    ["starts", "position_of", "x1", "y1", "x2", "y2", "area", "source", "bucket_start",
+     "x_min", "inv_cell"],
+)
 
 
 @njit(cache=True, inline="always")
@@ -62,6 +76,104 @@ def pair_iou(a: np.ndarray, i: int, area_a: float, b: np.ndarray, j: int, area_b
     return inter / union
 
 
+@njit(cache=True, inline="always")
+def bucket_index(value: float, x_min: float, inv_cell: float, buckets: int) -> int:
+    """Bucket of an x1 value, clamped to [0, buckets - 1]. Monotone in `value` (rounded
+    float operations are), which is all the window lookup needs. The clamps are
+    selects, not branches: window bounds fall outside a class's x1 range at random,
+    and the mispredictions cost more than the lookup. A NaN position (an infinite
+    `inv_cell` times 0) lands in bucket 0."""
+    position = max(0.0, (value - x_min) * inv_cell)  # Numba's max(0.0, NaN) is 0.0
+    return np.int64(min(np.float64(buckets - 1), position))
+
+
+@njit(cache=True)
+def class_layouts(boxes: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                  num_classes: int) -> ClassLayouts:
+    """The x-bucket layouts of every class of `boxes[rows]`, in one set of arrays.
+
+    `rows` (int64) lists the boxes in visiting order; `labels[rows[k]]` in
+    [0, num_classes) is the class of the k-th. Class c's boxes occupy positions
+    `starts[c]:starts[c + 1]` of the `(n,)` arrays (x1, y1, x2, y2, area, and `source`,
+    the row each position holds), laid out exactly as `x_bucket_layout` would lay out
+    that class alone: `n_c` buckets over the class's x1 range, rank order within a
+    bucket. `position_of` and `bucket_start` hold class-local positions, so
+    `class_layout` can hand the per-class kernels plain views. A fixed number of
+    allocations per image, none per class: per-class layouts of ~80 mostly small
+    classes cost a dozen small allocations each.
+    """
+    n = rows.shape[0]
+    starts = np.zeros(num_classes + 1, dtype=np.int64)
+    x_min = np.full(num_classes, np.inf)
+    x_max = np.full(num_classes, -np.inf)
+    for k in range(n):
+        c = labels[rows[k]]
+        starts[c + 1] += 1
+        x_min[c] = min(x_min[c], boxes[rows[k], 0])
+        x_max[c] = max(x_max[c], boxes[rows[k], 0])
+    inv_cell = np.zeros(num_classes, dtype=np.float64)
+    for c in range(num_classes):
+        count = starts[c + 1]
+        starts[c + 1] += starts[c]
+        if x_max[c] > x_min[c]:
+            inv_cell[c] = count / (x_max[c] - x_min[c])
+    # Class c's n_c buckets own the n_c + 1 bucket_start entries from starts[c] + c (the
+    # last one is the class's end), so the classes' entries never overlap.
+    slot_of = np.empty(n, dtype=np.int64)
+    fill = np.zeros(n + num_classes, dtype=np.int64)
+    for k in range(n):
+        c = labels[rows[k]]
+        count = starts[c + 1] - starts[c]
+        slot = starts[c] + c + bucket_index(boxes[rows[k], 0], x_min[c], inv_cell[c], count)
+        slot_of[k] = slot
+        fill[slot] += 1
+    bucket_start = np.empty(n + num_classes, dtype=np.int64)
+    for c in range(num_classes):
+        local = 0
+        for slot in range(starts[c] + c, starts[c + 1] + c):
+            bucket_start[slot] = local
+            local += fill[slot]
+            fill[slot] = starts[c] + bucket_start[slot]  # now the bucket's global fill pointer
+        bucket_start[starts[c + 1] + c] = local
+    rank_fill = starts[:num_classes].copy()
+    position_of = np.empty(n, dtype=np.int64)
+    x1 = np.empty(n, dtype=np.float64)
+    y1 = np.empty(n, dtype=np.float64)
+    x2 = np.empty(n, dtype=np.float64)
+    y2 = np.empty(n, dtype=np.float64)
+    area = np.empty(n, dtype=np.float64)
+    source = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        r = rows[k]
+        c = labels[r]
+        p = fill[slot_of[k]]
+        fill[slot_of[k]] += 1
+        position_of[rank_fill[c]] = p - starts[c]
+        rank_fill[c] += 1
+        x1[p], y1[p], x2[p], y2[p] = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
+        area[p] = box_area(boxes, r)
+        source[p] = r
+    return ClassLayouts(starts, position_of, x1, y1, x2, y2, area, source, bucket_start,
+                        x_min, inv_cell)
+
+
+@njit(cache=True, inline="always")
+def class_layout(layouts: ClassLayouts, c: int):
+    """Class `c` of `layouts` as the tuple `x_bucket_layout` returns, made of views."""
+    start, end = layouts.starts[c], layouts.starts[c + 1]
+    return (
+        layouts.position_of[start:end],
+        layouts.x1[start:end],
+        layouts.y1[start:end],
+        layouts.x2[start:end],
+        layouts.y2[start:end],
+        layouts.area[start:end],
+        layouts.bucket_start[start + c:end + c + 1],
+        layouts.x_min[c],
+        layouts.inv_cell[c],
+    )
+
+
 @njit(cache=True)
 def x_bucket_layout(boxes: np.ndarray, rows: np.ndarray):
     """Boxes `boxes[rows]` as a structure of arrays grouped by x1 bucket.
@@ -71,50 +183,10 @@ def x_bucket_layout(boxes: np.ndarray, rows: np.ndarray):
     Returns `(position_of, x1, y1, x2, y2, area, bucket_start, x_min, inv_cell)`:
     `position_of[k]` is where `rows[k]` landed, the five `(n,)` float64 arrays are in
     bucket order, bucket b spans positions `bucket_start[b]:bucket_start[b + 1]`.
+    The one-class case of `class_layouts`.
     """
-    n = rows.shape[0]
-    x_min = np.inf
-    x_max = -np.inf
-    for k in range(n):
-        x_min = min(x_min, boxes[rows[k], 0])
-        x_max = max(x_max, boxes[rows[k], 0])
-    inv_cell = n / (x_max - x_min) if x_max > x_min else 0.0
-    bucket_of = np.empty(n, dtype=np.int64)
-    bucket_start = np.zeros(n + 2, dtype=np.int64)
-    for k in range(n):
-        b = bucket_index(boxes[rows[k], 0], x_min, inv_cell, n)
-        bucket_of[k] = b
-        bucket_start[b + 2] += 1
-    for b in range(2, n + 2):
-        bucket_start[b] += bucket_start[b - 1]
-    # bucket_start[b + 1] is now the fill pointer of bucket b; the scatter below advances
-    # it to the end of bucket b, which is the start of bucket b + 1.
-    position_of = np.empty(n, dtype=np.int64)
-    x1 = np.empty(n, dtype=np.float64)
-    y1 = np.empty(n, dtype=np.float64)
-    x2 = np.empty(n, dtype=np.float64)
-    y2 = np.empty(n, dtype=np.float64)
-    area = np.empty(n, dtype=np.float64)
-    for k in range(n):
-        p = bucket_start[bucket_of[k] + 1]
-        bucket_start[bucket_of[k] + 1] += 1
-        r = rows[k]
-        position_of[k] = p
-        x1[p], y1[p], x2[p], y2[p] = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
-        area[p] = box_area(boxes, r)
-    return position_of, x1, y1, x2, y2, area, bucket_start[: n + 1], x_min, inv_cell
-
-
-@njit(cache=True, inline="always")
-def bucket_index(value: float, x_min: float, inv_cell: float, buckets: int) -> int:
-    """Bucket of an x1 value, clamped to [0, buckets - 1]. Monotone in `value` (rounded
-    float operations are), which is all the window lookup needs."""
-    position = (value - x_min) * inv_cell
-    if position <= 0.0:
-        return 0
-    if position >= buckets - 1:
-        return buckets - 1
-    return np.int64(position)
+    one_class = np.zeros(boxes.shape[0], dtype=np.int64)
+    return class_layout(class_layouts(boxes, one_class, rows, 1), 0)
 
 
 @njit(cache=True, inline="always")
@@ -141,6 +213,19 @@ def boxes_starting_before(bucket_start, x_min, inv_cell, x):
     if buckets == 0:
         return 0
     return bucket_start[bucket_index(x, x_min, inv_cell, buckets) + 1]
+
+
+@njit(cache=True, inline="always")
+def suppression_window(bucket_start, x_min, inv_cell, ax1, ax2, a_area, threshold):
+    """`[lo, hi)`: layout positions that include every box whose IoU with box a (x1
+    `ax1`, x2 `ax2`, area `a_area`) can be > `threshold`, the boxes NMS must test."""
+    if threshold < 0.0:
+        return 0, bucket_start[bucket_start.shape[0] - 1]  # even IoU 0 exceeds it
+    if a_area <= 0.0:
+        return 0, 0  # IoU 0 with everything: exceeds no threshold >= 0
+    if threshold == 0.0:
+        return 0, boxes_starting_before(bucket_start, x_min, inv_cell, ax2)
+    return overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, threshold)
 
 
 @njit(cache=True, inline="always")

@@ -92,44 +92,14 @@ def _window_mean(hm, py, px):
 
 
 @njit(cache=True)
-def _map_max(values):
-    """Maximum of a flat, finite map. Four independent running maxima instead of one:
-    the single dependency chain of a plain loop was 3x slower (LLVM does not vectorise
-    a float max reduction without fast-math)."""
-    n = values.shape[0]
-    b0 = b1 = b2 = b3 = values[0]
-    e = 0
-    while e + 4 <= n:
-        x0, x1, x2, x3 = values[e], values[e + 1], values[e + 2], values[e + 3]
-        b0 = x0 if x0 > b0 else b0
-        b1 = x1 if x1 > b1 else b1
-        b2 = x2 if x2 > b2 else b2
-        b3 = x3 if x3 > b3 else b3
-        e += 4
-    best = max(max(b0, b1), max(b2, b3))
-    while e < n:
-        best = values[e] if values[e] > best else best
-        e += 1
-    return best
-
-
-@njit(cache=True)
-def _argmax_kernel(heatmaps, refine):
+def _refine_kernel(heatmaps, peaks, refine):
+    """`(R, J, 3)` x, y, value from the flat peak indices `(R, J)` int64."""
     r_count, j_count, h, w = heatmaps.shape
     out = np.empty((r_count, j_count, 3), dtype=heatmaps.dtype)
-    flat = heatmaps.reshape(r_count, j_count, h * w)
     for r in range(r_count):
         for j in range(j_count):
             hm = heatmaps[r, j]
-            values = flat[r, j]
-            best = _map_max(values)
-            # First maximum in row-major order, as np.argmax: a vectorised max, then an
-            # early-exit scan for the first element equal to it.
-            index = 0
-            for e in range(values.shape[0]):
-                if values[e] == best:
-                    index = e
-                    break
+            index = peaks[r, j]
             py, px = index // w, index % w
             x = px + 0.5
             y = py + 0.5
@@ -146,7 +116,7 @@ def _argmax_kernel(heatmaps, refine):
                 x, y = _window_mean(hm, py, px)
             out[r, j, 0] = x
             out[r, j, 1] = y
-            out[r, j, 2] = best
+            out[r, j, 2] = hm[py, px]
     return out
 
 
@@ -166,7 +136,11 @@ def heatmap_argmax(heatmaps: np.ndarray, refine: str | None = "quarter") -> np.n
     maps = as_heatmaps(heatmaps, 4)
     if maps.shape[2] == 0 or maps.shape[3] == 0:
         raise ValueError(f"heatmaps must have a non-empty h and w, got {maps.shape}")
-    return _argmax_kernel(maps, REFINEMENTS[refine])
+    # NumPy's argmax is SIMD-vectorised (first maximum in row-major order); a compiled
+    # scalar scan was 4x slower on the benchmark's 340 maps of 64 x 48.
+    r_count, j_count, h, w = maps.shape
+    peaks = maps.reshape(r_count, j_count, h * w).argmax(axis=2)
+    return _refine_kernel(maps, peaks, REFINEMENTS[refine])
 
 
 @njit(cache=True)

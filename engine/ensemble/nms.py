@@ -16,10 +16,9 @@ from engine.ensemble._checks import (
 )
 from engine.ensemble.boxes import (
     box_areas,
-    boxes_starting_before,
     layout_iou,
-    overlap_window,
     pair_iou,
+    suppression_window,
     x_bucket_layout,
 )
 from engine.ensemble.sorting import descending_order
@@ -50,17 +49,11 @@ def nms_layout(position_of, x1, y1, x2, y2, area, bucket_start, x_min, inv_cell,
             continue
         keep[kept] = k
         kept += 1
-        if iou_threshold < 0.0:
-            lo, hi = 0, n  # every IoU, even 0, exceeds a negative threshold
-        elif area[p] <= 0.0:
-            continue  # IoU 0 with everything: suppresses nothing
-        elif iou_threshold == 0.0:
-            lo, hi = 0, boxes_starting_before(bucket_start, x_min, inv_cell, x2[p])
-        else:
-            lo, hi = overlap_window(bucket_start, x_min, inv_cell, x1[p], x2[p],
+        lo, hi = suppression_window(bucket_start, x_min, inv_cell, x1[p], x2[p], area[p],
                                     iou_threshold)
         ax1, ay1, ax2, ay2, a_area = x1[p], y1[p], x2[p], y2[p], area[p]
-        for q in range(lo, hi):
+        for j in range(hi - lo):
+            q = np.uint64(lo + j)  # unsigned: no negative-index wraparound code (boxes.py)
             iou = layout_iou(ax1, ay1, ax2, ay2, a_area, x1, y1, x2, y2, area, q)
             suppressed[q] |= np.uint8(iou > iou_threshold)
     return keep[:kept]

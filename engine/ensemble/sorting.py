@@ -71,3 +71,15 @@ def descending_order(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """`rows` reordered by descending `scores[rows]`; equal scores keep their order in
     `rows` (so ascending `rows` give "lower index first")."""
     return rows[radix_order(descending_keys(scores, rows))]
+
+
+@njit(cache=True)
+def stable_argsort_descending(values: np.ndarray) -> np.ndarray:
+    """`np.argsort(-values, kind="mergesort")` of `(n,)` float64 values: indices by
+    descending value, equal values in index order, NaN last. Radix sort unless a NaN
+    is present (voted scores can be NaN, e.g. a negative score to a fractional power;
+    the bit-pattern keys would not put it last)."""
+    for k in range(values.shape[0]):
+        if np.isnan(values[k]):
+            return np.argsort(-values, kind="mergesort")
+    return descending_order(values, np.arange(values.shape[0]))

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from engine.ensemble import box_voting, ensemble_detections, nms, soft_nms
+from engine.ensemble.boxes import class_layouts
+from engine.ensemble.detections import _fused_classes, _separate_classes
+from engine.ensemble.sorting import descending_order, stable_argsort_descending
 
 # ---------------------------------------------------------------- NumPy references
 
@@ -392,6 +395,111 @@ def test_ensemble_matches_reference_on_random_images():
         np.testing.assert_allclose(out[0], ref[0], rtol=1e-6, atol=1e-4, err_msg=str(options))
         np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-6, err_msg=str(options))
         assert_unchanged(before, boxes, scores, labels)
+
+
+# Voting runs inside the NMS scan when 0 < vote_threshold and nms_threshold <=
+# vote_threshold (voting.can_fuse), in a scan of its own otherwise; both must match the
+# reference, including the window special cases of NMS (threshold 0 or negative).
+THRESHOLD_PAIRS = [
+    (0.5, 0.8),  # the defaults: fused
+    (0.5, 0.5),  # equal: fused, integer boxes put IoUs exactly on both thresholds
+    (0.0, 0.6),  # NMS window: every box starting before x2; fused
+    (-0.1, 0.3),  # negative NMS threshold: every box in the window; fused
+    (0.5, 1.5),  # nobody reaches the vote threshold; fused
+    (0.7, 0.5),  # vote below NMS: separate scans
+    (0.5, 0.0),  # every candidate votes: separate scans
+    (0.3, -0.2),
+]
+
+
+def random_labelled(rng, k):
+    """Jittered objects (`random_detections`) or integer-grid/degenerate boxes
+    (`random_boxes`) with random labels, alternating dtypes."""
+    dtype = np.float32 if k % 2 else np.float64
+    if k % 4 < 2:
+        return random_detections(rng, dtype)
+    boxes, scores = random_boxes(rng, int(rng.integers(1, 60)), dtype)
+    return boxes, scores, rng.integers(0, 3, boxes.shape[0]).astype(np.int32)
+
+
+@pytest.mark.parametrize("nms_threshold, vote_threshold", THRESHOLD_PAIRS)
+def test_ensemble_fused_and_separate_voting_match_reference(nms_threshold, vote_threshold):
+    rng = np.random.default_rng(7)
+    for k in range(240):
+        boxes, scores, labels = random_labelled(rng, k)
+        scoring = SCORINGS[k % len(SCORINGS)]
+        beta = float(rng.choice([0.5, 1.0, 2.0]))
+        floor = float(rng.choice([0.0, 0.05, 0.3]))
+        out = ensemble_detections(boxes, scores, labels, nms_threshold, vote_threshold, scoring,
+                                  floor, None, beta=beta)
+        ref = ref_ensemble(boxes, scores, labels, nms_threshold, vote_threshold, scoring, floor,
+                           None, None, beta=beta)
+        message = f"case {k}, {scoring}, beta {beta}, floor {floor}"
+        np.testing.assert_array_equal(out[2], ref[2], err_msg=message)
+        np.testing.assert_allclose(out[0], ref[0], rtol=1e-6, atol=1e-4, err_msg=message)
+        np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-6, err_msg=message)
+
+
+def merge_both_ways(boxes, scores, labels, nms_threshold, vote_threshold, method, beta):
+    """(fused, separate) outputs of the internal merge paths over the same layouts."""
+    boxes, scores = boxes.astype(np.float64), scores.astype(np.float64)
+    labels = labels.astype(np.int64)
+    n = boxes.shape[0]
+    ranked = descending_order(scores, np.arange(n))
+    layouts = class_layouts(boxes, labels, ranked, int(labels.max()) + 1)
+    voter_scores = scores[layouts.source]
+    results = []
+    for fused in (True, False):
+        out = (np.empty((n, 4)), np.empty(n), np.empty(n, np.int64))
+        if fused:
+            m = _fused_classes(layouts, voter_scores, nms_threshold, vote_threshold, method,
+                               beta, *out)
+        else:
+            m = _separate_classes(boxes, scores, layouts, voter_scores, nms_threshold, 0, 0.5,
+                                  0.001, True, vote_threshold, method, beta, *out)
+        results.append([a[:m] for a in out])
+    return results
+
+
+def test_fused_voting_is_bit_identical_to_a_separate_scan():
+    # The fused scan adds the same voters in the same order as vote_one: not close, equal.
+    rng = np.random.default_rng(8)
+    for k in range(600):
+        boxes, scores, labels = random_labelled(rng, k)
+        if boxes.shape[0] == 0:
+            continue
+        nms_threshold, vote_threshold = [p for p in THRESHOLD_PAIRS if p[1] > 0 and p[1] >= p[0]][
+            k % 5]
+        fused, separate = merge_both_ways(boxes, scores, labels, nms_threshold, vote_threshold,
+                                          k % len(SCORINGS), float(rng.choice([0.5, 1.0, 2.0])))
+        for a, b in zip(fused, separate):
+            assert a.tobytes() == b.tobytes(), (k, nms_threshold, vote_threshold)
+
+
+def test_stable_argsort_descending_is_numpy_mergesort():
+    values = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 1e-300, -5e-324, 0.5])
+    rng = np.random.default_rng(9)
+    for k in range(2000):
+        pool = values if k % 2 else values[~np.isnan(values)]
+        sample = rng.choice(pool, size=int(rng.integers(0, 30)))
+        np.testing.assert_array_equal(stable_argsort_descending(sample),
+                                      np.argsort(-sample, kind="mergesort"))
+
+
+def test_ensemble_nan_scores_sort_last():
+    # generalized_avg of a negative score to the power 0.5 is NaN; like np.argsort, the
+    # final ordering puts it after every number.
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float64)
+    scores = np.array([-0.5, 0.3, 0.1])
+    labels = np.array([0, 1, 2])
+    out = ensemble_detections(boxes, scores, labels, scoring="generalized_avg", beta=0.5,
+                              score_floor=-np.inf)
+    with np.errstate(invalid="ignore"):
+        ref = ref_ensemble(boxes, scores, labels, 0.5, 0.8, "generalized_avg", -np.inf, 100,
+                           None, beta=0.5)
+    np.testing.assert_array_equal(out[2], [1, 2, 0])
+    np.testing.assert_array_equal(out[2], ref[2])
+    np.testing.assert_allclose(out[1], ref[1])
 
 
 def test_ensemble_without_voting_is_per_class_nms():
