@@ -18,13 +18,15 @@ Performance notes (the kernel runs over T x R x J maps per image, ~6M values):
   transforms sharing a scale are summed first (mirrored ones flipped back) and resampled
   once, which halves the interpolation work of the usual scale x flip plans.
 - Work goes RoI by RoI: the RoI's output and group sums (a few hundred KB) stay in L2
-  while its T x J input maps stream through once, in memory order, and the 1/T scaling
-  is applied there too. Memory order matters most: reading a mirrored transform's maps
-  in swapped-channel order (so that a plain and a mirrored map could be summed in one
-  pass) cost ~50% more on the benchmark load, so the left/right swap is applied on the
-  destination side. (Also slower, measured on this project's 2-core AMD EPYC VM: map by
-  map with six 12 KB streams at a time, two or four streams summed per pass, gathers,
-  per-row diagonals and 16-column blocks for the horizontal pass.)
+  while its T x J input maps stream through once, in memory order; the mean's 1/T
+  rides along (on the identity maps as they are added, in the resampling weights).
+  Memory order matters most: reading a mirrored transform's maps in swapped-channel
+  order (so that a plain and a mirrored map could be summed in one pass) cost ~50% more
+  on the benchmark load, so the left/right swap is applied on the destination side.
+  (Also slower, measured on this project's 2-core AMD EPYC VM: map by map with six
+  12 KB streams at a time, joint chunks smaller than the RoI, two destinations written
+  in one loop, software prefetch of the next RoI, gathers, per-row diagonals and
+  16-column blocks for the horizontal pass.)
 """
 
 from __future__ import annotations
@@ -92,16 +94,18 @@ def _horizontal_plan(h, w, scale, like):
 
 
 @njit(cache=True, inline="always")
-def _add_map(dst, src, h, w, mirror, assign):
-    """dst += src (dst = src when `assign`) for flat (h*w,) maps, mirrored along the
-    width if asked. Assigning the first contribution saves zeroing the buffer."""
+def _add_map(dst, src, h, w, mirror, assign, factor):
+    """dst += factor * src (dst = factor * src when `assign`) for flat (h*w,) maps,
+    mirrored along the width if asked. Assigning the first contribution saves zeroing
+    the buffer; the factor (1/T into the output, 1 into a group sum) saves a scaling
+    pass over the output (the loop is bound by memory, the multiply is free)."""
     if not mirror:
         if assign:
             for e in range(h * w):
-                dst[e] = src[e]
+                dst[e] = src[e] * factor
         else:
             for e in range(h * w):
-                dst[e] += src[e]
+                dst[e] += src[e] * factor
         return
     last = np.uint64(w - 1)
     for i in range(h):
@@ -109,10 +113,10 @@ def _add_map(dst, src, h, w, mirror, assign):
         s = src[i * w : (i + 1) * w]
         if assign:
             for c in range(np.uint64(w)):
-                d[c] = s[last - c]
+                d[c] = s[last - c] * factor
         else:
             for c in range(np.uint64(w)):
-                d[c] += s[last - c]
+                d[c] += s[last - c] * factor
 
 
 @njit(cache=True, inline="always")
@@ -130,16 +134,17 @@ def _add_resampled(dst, src, rows_lo, rows_hi, a, b, first, pad, tiles, vbuf, w)
     base = pad + first
     # Eight (then four) diagonals per sweep: one load and one store of dst serve them
     # all. (For the 7 diagonals of scales 0.9 and 1.1, padded to 8, one sweep of eight
-    # took ~20% less compute than sweeps of 4 + 2 + 1; sweeps of two cost ~20% more
-    # than sweeps of four.)
+    # took ~20% less compute than sweeps of 4 + 2 + 1.) The plan pads the count to a
+    # multiple of four, so no sweep of two or one is needed.
     q = 0
     while q + 8 <= count:
         w0, w1, w2, w3 = tiles[q], tiles[q + 1], tiles[q + 2], tiles[q + 3]
         w4, w5, w6, w7 = tiles[q + 4], tiles[q + 5], tiles[q + 6], tiles[q + 7]
         v = vbuf[base + q : base + q + size + 7]
         for e in range(size):
-            dst[e] += ((w0[e] * v[e] + w1[e] * v[e + 1]) + (w2[e] * v[e + 2] + w3[e] * v[e + 3])) + (
-                (w4[e] * v[e + 4] + w5[e] * v[e + 5]) + (w6[e] * v[e + 6] + w7[e] * v[e + 7]))
+            near = (w0[e] * v[e] + w1[e] * v[e + 1]) + (w2[e] * v[e + 2] + w3[e] * v[e + 3])
+            far = (w4[e] * v[e + 4] + w5[e] * v[e + 5]) + (w6[e] * v[e + 6] + w7[e] * v[e + 7])
+            dst[e] += near + far
         q += 8
     while q + 4 <= count:
         w0, w1, w2, w3 = tiles[q], tiles[q + 1], tiles[q + 2], tiles[q + 3]
@@ -150,18 +155,6 @@ def _add_resampled(dst, src, rows_lo, rows_hi, a, b, first, pad, tiles, vbuf, w)
         for e in range(size):
             dst[e] += (w0[e] * v0[e] + w1[e] * v1[e]) + (w2[e] * v2[e] + w3[e] * v3[e])
         q += 4
-    if count - q >= 2:
-        w0, w1 = tiles[q], tiles[q + 1]
-        v0 = vbuf[base + q : base + q + size]
-        v1 = vbuf[base + q + 1 : base + q + 1 + size]
-        for e in range(size):
-            dst[e] += w0[e] * v0[e] + w1[e] * v1[e]
-        q += 2
-    if q < count:
-        w0 = tiles[q]
-        v0 = vbuf[base + q : base + q + size]
-        for e in range(size):
-            dst[e] += w0[e] * v0[e]
 
 
 @njit(cache=True)
@@ -173,11 +166,15 @@ def average_kernel(heatmaps, flips, scales, perm):
     group_of = np.searchsorted(group_scales, scales)
     g_count = group_scales.shape[0]
     identity = group_scales == 1.0
+    inv = heatmaps.dtype.type(1.0 / t_count)
+    one = heatmaps.dtype.type(1.0)
     plans = []
     max_pad = 0
     for g in range(g_count):
         # (The identity group's plan is a trivial one and is never used.)
         rows_lo, rows_hi, a, b = _vertical_plan(h, group_scales[g], like)
+        a *= inv  # the mean's 1/T, folded into the resampling weights
+        b *= inv
         first, pad, tiles = _horizontal_plan(h, w, group_scales[g], like)
         max_pad = max(max_pad, pad)
         plans.append((rows_lo, rows_hi, a, b, first, pad, tiles))
@@ -190,7 +187,6 @@ def average_kernel(heatmaps, flips, scales, perm):
     # groups x J maps).
     group_sums = np.empty((g_count, j_count * hw), dtype=heatmaps.dtype)
     vbuf = np.zeros(hw + 2 * max_pad, dtype=heatmaps.dtype)
-    inv = heatmaps.dtype.type(1.0 / t_count)
     for r in range(r_count):
         roi_out = out[r * j_count * hw : (r + 1) * j_count * hw]
         if not has_identity:
@@ -209,7 +205,7 @@ def average_kernel(heatmaps, flips, scales, perm):
                 j = perm[j_src] if flips[t] else j_src
                 _add_map(target[j * hw : (j + 1) * hw],
                          source[block + j_src * hw : block + (j_src + 1) * hw], h, w, flips[t],
-                         assign)
+                         assign, inv if identity[g] else one)
         for g in range(g_count):
             if identity[g]:
                 continue
@@ -219,8 +215,4 @@ def average_kernel(heatmaps, flips, scales, perm):
                 _add_resampled(roi_out[j * hw : (j + 1) * hw],
                                group_sums[g, j * hw : (j + 1) * hw],
                                rows_lo, rows_hi, a, b, first, max_pad, tiles, vbuf, w)
-        # Scaled while the RoI's output is still in L2, not in a separate pass over
-        # the whole output afterwards.
-        for e in range(roi_out.shape[0]):
-            roi_out[e] *= inv
     return out.reshape(r_count, j_count, h, w)
