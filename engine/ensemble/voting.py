@@ -61,10 +61,25 @@ def _method_term(method: int, w: float, iou: float, beta: float, inv_beta: float
     return 0.0
 
 
+# A top box's running sums over its voters: (count, weight, w*x1, w*y1, w*x2, w*y2,
+# the method's term, iou).
+NO_VOTES = (0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 @njit(cache=True, inline="always")
-def _write_vote(ax1, ay1, ax2, ay2, top_score, count, weight, sx1, sy1, sx2, sy2, acc, iou_sum,
-                method, beta, out_boxes, out_scores, o):
+def _add_voter(sums, w, iou, x1, y1, x2, y2, method, beta, inv_beta):
+    """`sums` (NO_VOTES's layout) with one more voter of score `w`, IoU `iou` and box
+    (x1, y1, x2, y2). The voting kernels add voters in ascending layout position, so
+    every floating-point sum is formed in the same order whichever kernel votes."""
+    count, weight, sx1, sy1, sx2, sy2, acc, iou_sum = sums
+    return (count + 1, weight + w, sx1 + w * x1, sy1 + w * y1, sx2 + w * x2, sy2 + w * y2,
+            acc + _method_term(method, w, iou, beta, inv_beta), iou_sum + iou)
+
+
+@njit(cache=True, inline="always")
+def _write_vote(ax1, ay1, ax2, ay2, top_score, sums, method, beta, out_boxes, out_scores, o):
     """Row `o` of the outputs from a top box and its voters' sums (module docstring)."""
+    count, weight, sx1, sy1, sx2, sy2, acc, iou_sum = sums
     if weight != 0.0:
         out_boxes[o, 0] = sx1 / weight
         out_boxes[o, 1] = sy1 / weight
@@ -124,30 +139,14 @@ def vote_one(
     else:
         lo, hi = overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, vote_threshold)
     inv_beta = 1.0 / beta
-    count = 0
-    weight = 0.0
-    sx1 = 0.0
-    sy1 = 0.0
-    sx2 = 0.0
-    sy2 = 0.0
-    acc = 0.0  # the method's running sum over voters
-    iou_sum = 0.0
+    sums = NO_VOTES
     for j in range(hi - lo):
         q = np.uint64(lo + j)  # unsigned: no negative-index wraparound code (boxes.py)
         iou = layout_iou(ax1, ay1, ax2, ay2, a_area, x1, y1, x2, y2, area, q)
-        if iou < vote_threshold:
-            continue
-        w = scores[q]
-        count += 1
-        weight += w
-        sx1 += w * x1[q]
-        sy1 += w * y1[q]
-        sx2 += w * x2[q]
-        sy2 += w * y2[q]
-        acc += _method_term(method, w, iou, beta, inv_beta)
-        iou_sum += iou  # only iou_avg reads it
-    _write_vote(ax1, ay1, ax2, ay2, top_score, count, weight, sx1, sy1, sx2, sy2, acc, iou_sum,
-                method, beta, out_boxes, out_scores, o)
+        if iou >= vote_threshold:
+            sums = _add_voter(sums, scores[q], iou, x1[q], y1[q], x2[q], y2[q], method, beta,
+                              inv_beta)
+    _write_vote(ax1, ay1, ax2, ay2, top_score, sums, method, beta, out_boxes, out_scores, o)
 
 
 @njit(cache=True, inline="always")
@@ -203,30 +202,15 @@ def nms_vote_layout(
         ax1, ay1, ax2, ay2, a_area = x1[p], y1[p], x2[p], y2[p], area[p]
         lo, hi = suppression_window(bucket_start, x_min, inv_cell, ax1, ax2, a_area,
                                     nms_threshold)
-        count = 0
-        weight = 0.0
-        sx1 = 0.0
-        sy1 = 0.0
-        sx2 = 0.0
-        sy2 = 0.0
-        acc = 0.0
-        iou_sum = 0.0
+        sums = NO_VOTES
         for j in range(hi - lo):
             q = np.uint64(lo + j)  # unsigned: no negative-index wraparound code (boxes.py)
             iou = layout_iou(ax1, ay1, ax2, ay2, a_area, x1, y1, x2, y2, area, q)
             suppressed[q] |= np.uint8(iou > nms_threshold)
             if iou >= vote_threshold:
-                w = scores[q]
-                count += 1
-                weight += w
-                sx1 += w * x1[q]
-                sy1 += w * y1[q]
-                sx2 += w * x2[q]
-                sy2 += w * y2[q]
-                acc += _method_term(method, w, iou, beta, inv_beta)
-                iou_sum += iou
-        _write_vote(ax1, ay1, ax2, ay2, scores[p], count, weight, sx1, sy1, sx2, sy2, acc,
-                    iou_sum, method, beta, out_boxes, out_scores, o)
+                sums = _add_voter(sums, scores[q], iou, x1[q], y1[q], x2[q], y2[q], method,
+                                  beta, inv_beta)
+        _write_vote(ax1, ay1, ax2, ay2, scores[p], sums, method, beta, out_boxes, out_scores, o)
         o += 1
     return o
 
