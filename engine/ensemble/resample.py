@@ -24,9 +24,10 @@ Performance notes (the kernel runs over T x R x J maps per image, ~6M values):
   order (so that a plain and a mirrored map could be summed in one pass) cost ~50% more
   on the benchmark load, so the left/right swap is applied on the destination side.
   (Also slower, measured on this project's 2-core AMD EPYC VM: map by map with six
-  12 KB streams at a time, joint chunks smaller than the RoI, two destinations written
-  in one loop, software prefetch of the next RoI, gathers, per-row diagonals and
-  16-column blocks for the horizontal pass.)
+  12 KB streams at a time, joint chunks smaller than the RoI, two or four source
+  streams or two destinations in one loop, software prefetch (llvm.prefetch) of the
+  next RoI or of the next mirrored map, fusing the identity adds with the resampling,
+  and gathers, per-row diagonals or 16-column blocks for the horizontal pass.)
 """
 
 from __future__ import annotations
