@@ -128,7 +128,8 @@ def _ensemble_kernel(
     # input index, for O(N) instead of a comparison sort per class.
     ranked = descending_order(scores, _above_floor(scores, score_floor))
     layouts = class_layouts(boxes, labels, ranked, num_classes)
-    voter_scores = scores[layouts.source]  # in layout order
+    # Voters' scores in layout order; the no-vote path (plain NMS) never reads them.
+    voter_scores = scores[layouts.source] if do_vote else np.empty(0, dtype=np.float64)
     n = ranked.shape[0]
     out_boxes = np.empty((n, 4), dtype=np.float64)
     out_scores = np.empty(n, dtype=np.float64)

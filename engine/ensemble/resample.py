@@ -147,7 +147,7 @@ def _add_resampled(dst, src, rows_lo, rows_hi, a, b, first, pad, tiles, vbuf, w)
             far = (w4[e] * v[e + 4] + w5[e] * v[e + 5]) + (w6[e] * v[e + 6] + w7[e] * v[e + 7])
             dst[e] += near + far
         q += 8
-    while q + 4 <= count:
+    if q < count:  # four left at most, the count being a multiple of four
         w0, w1, w2, w3 = tiles[q], tiles[q + 1], tiles[q + 2], tiles[q + 3]
         v0 = vbuf[base + q : base + q + size]
         v1 = vbuf[base + q + 1 : base + q + 1 + size]
@@ -155,7 +155,6 @@ def _add_resampled(dst, src, rows_lo, rows_hi, a, b, first, pad, tiles, vbuf, w)
         v3 = vbuf[base + q + 3 : base + q + 3 + size]
         for e in range(size):
             dst[e] += (w0[e] * v0[e] + w1[e] * v1[e]) + (w2[e] * v2[e] + w3[e] * v3[e])
-        q += 4
 
 
 @njit(cache=True)
@@ -178,7 +177,7 @@ def average_kernel(heatmaps, flips, scales, perm):
         b *= inv
         first, pad, tiles = _horizontal_plan(h, w, group_scales[g], like)
         max_pad = max(max_pad, pad)
-        plans.append((rows_lo, rows_hi, a, b, first, pad, tiles))
+        plans.append((rows_lo, rows_hi, a, b, first, tiles))
     hw = h * w
     source = heatmaps.reshape(t_count * r_count * j_count * hw)
     out = np.empty(r_count * j_count * hw, dtype=heatmaps.dtype)
@@ -210,7 +209,7 @@ def average_kernel(heatmaps, flips, scales, perm):
         for g in range(g_count):
             if identity[g]:
                 continue
-            rows_lo, rows_hi, a, b, first, _, tiles = plans[g]
+            rows_lo, rows_hi, a, b, first, tiles = plans[g]
             for j in range(j_count):
                 # Every group uses the widest padding, so the borders of vbuf stay zero.
                 _add_resampled(roi_out[j * hw : (j + 1) * hw],
