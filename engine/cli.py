@@ -17,6 +17,8 @@ from engine.errors import UserError
 # Modules that register subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "engine.synth.cli",
+    "engine.label.cli",
+    "engine.select.cli",
     "trainer.cli",
     "export.cli",
 )
@@ -25,7 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distill",
-        description="Data distillation: synthetic data, teacher training and evaluation, export.",
+        description="Data distillation: synthetic data, teacher training and evaluation, export, labeling, selection.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:

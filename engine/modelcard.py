@@ -12,6 +12,7 @@ model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ DETECTOR_INPUT = "images"
 DETECTOR_OUTPUTS = ("boxes", "scores", "labels")
 KEYPOINT_INPUT = "crops"
 KEYPOINT_OUTPUTS = ("heatmaps",)
+# Heatmap peak refinements the engine implements (engine.ensemble.keypoints).
+HEATMAP_DECODERS = ("argmax", "quarter", "dark", "window")
 # Dtypes as ONNX Runtime spells them; TensorRT and numpy names are mapped onto these.
 _OUTPUT_DTYPES = {
     "boxes": ("float32",),
@@ -75,12 +78,26 @@ class ModelCard:
     keypoint_names: list[str] = field(default_factory=list)
     flip_pairs: list[list[int]] = field(default_factory=list)  # 0-based
     skeleton: list[list[int]] = field(default_factory=list)  # 1-based, COCO file format
+    # Keypoints: how the crop box grows from a person box (engine.crops.person_crop_box)
+    # and how heatmap peaks are refined (engine.ensemble.keypoints.REFINEMENTS; "argmax"
+    # is the plain integer peak). A card from elsewhere without them gets these defaults.
+    crop_padding: float = 1.25
+    heatmap_decoder: str = "quarter"
     exporter: dict[str, Any] = field(default_factory=dict)  # versions, opset
     checkpoint_sha256: str = ""
     format: str = CARD_FORMAT
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def sha256(self) -> str:
+        """Hash of the card's canonical JSON: two models with equal hashes are interchangeable
+        for the engine (same checkpoint, categories, geometry)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def person_label(self) -> int | None:
+        """Label index of the category named "person", None when the model has none."""
+        return next((i for i, c in enumerate(self.categories) if c["name"] == "person"), None)
 
     @property
     def max_stride(self) -> int:
@@ -149,6 +166,10 @@ class ModelCard:
             for left, right in self.flip_pairs:
                 if not (0 <= left < joints and 0 <= right < joints):
                     fail(f"flip pair {[left, right]} is outside 0..{joints - 1}")
+            if not (isinstance(self.crop_padding, (int, float)) and self.crop_padding >= 1.0):
+                fail(f"crop_padding {self.crop_padding!r} must be a number >= 1")
+            if self.heatmap_decoder not in HEATMAP_DECODERS:
+                fail(f"heatmap_decoder {self.heatmap_decoder!r} is not one of {list(HEATMAP_DECODERS)}")
             for a, b in self.skeleton:
                 if not (1 <= a <= joints and 1 <= b <= joints):
                     fail(f"skeleton edge {[a, b]} is outside 1..{joints} (1-based)")

@@ -22,3 +22,35 @@ def coco_mini() -> Path:
     if not (root / "annotations").is_dir():
         pytest.skip(f"real COCO data not found at {root} (set DISTILL_SHARED_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """{"detect": path, "keypoints": path} of freshly trained tiny checkpoints."""
+    pytest.importorskip("torch")
+    import torch
+
+    from tests.tiny_models import train_detector, train_keypoints
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("checkpoints")
+    paths = {"detect": root / "detector.pt", "keypoints": root / "keypoints.pt"}
+    train_detector(paths["detect"])
+    train_keypoints(paths["keypoints"])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_checkpoints, tmp_path_factory) -> dict[str, tuple]:
+    """{"detect"/"keypoints": (onnx path, eager wrapper, card)} exported once per session."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from export.onnx_export import export_checkpoint
+    from tests.tiny_models import DETECTOR_TOPK
+
+    root = tmp_path_factory.mktemp("onnx")
+    result = {}
+    for task, checkpoint in tiny_checkpoints.items():
+        out, wrapper = export_checkpoint(checkpoint, root / f"{task}.onnx", topk=DETECTOR_TOPK)
+        result[task] = (out.path, wrapper, out.card)
+    return result

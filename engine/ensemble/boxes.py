@@ -41,7 +41,7 @@ ClassLayouts = namedtuple(
 )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def box_area(boxes: np.ndarray, i: int) -> float:
     """Area of box `i` of `(N, 4)` float64 xyxy, 0 for degenerate boxes."""
     width = boxes[i, 2] - boxes[i, 0]
@@ -51,7 +51,7 @@ def box_area(boxes: np.ndarray, i: int) -> float:
     return width * height
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def box_areas(boxes: np.ndarray) -> np.ndarray:
     """`(N,)` float64 areas of `(N, 4)` float64 xyxy boxes."""
     areas = np.empty(boxes.shape[0], dtype=np.float64)
@@ -60,7 +60,7 @@ def box_areas(boxes: np.ndarray) -> np.ndarray:
     return areas
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def pair_iou(a: np.ndarray, i: int, area_a: float, b: np.ndarray, j: int, area_b: float) -> float:
     """IoU of box `a[i]` (the reference box) and box `b[j]` given their areas."""
     width = min(a[i, 2], b[j, 2]) - max(a[i, 0], b[j, 0])
@@ -76,7 +76,7 @@ def pair_iou(a: np.ndarray, i: int, area_a: float, b: np.ndarray, j: int, area_b
     return inter / union
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def bucket_index(value: float, x_min: float, inv_cell: float, buckets: int) -> int:
     """Bucket of an x1 value, clamped to [0, buckets - 1]. Monotone in `value` (rounded
     float operations are), which is all the window lookup needs. The clamps are
@@ -87,7 +87,7 @@ def bucket_index(value: float, x_min: float, inv_cell: float, buckets: int) -> i
     return np.int64(min(np.float64(buckets - 1), position))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def class_layouts(boxes: np.ndarray, labels: np.ndarray, rows: np.ndarray,
                   num_classes: int) -> ClassLayouts:
     """The x-bucket layouts of every class of `boxes[rows]`, in one set of arrays.
@@ -157,7 +157,7 @@ def class_layouts(boxes: np.ndarray, labels: np.ndarray, rows: np.ndarray,
                         x_min, inv_cell)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def class_layout(layouts: ClassLayouts, c: int):
     """Class `c` of `layouts` as the tuple `x_bucket_layout` returns, made of views."""
     start, end = layouts.starts[c], layouts.starts[c + 1]
@@ -174,7 +174,7 @@ def class_layout(layouts: ClassLayouts, c: int):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def x_bucket_layout(boxes: np.ndarray, rows: np.ndarray):
     """Boxes `boxes[rows]` as a structure of arrays grouped by x1 bucket.
 
@@ -189,7 +189,7 @@ def x_bucket_layout(boxes: np.ndarray, rows: np.ndarray):
     return class_layout(class_layouts(boxes, one_class, rows, 1), 0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, threshold):
     """`[lo, hi)`: layout positions that include every box able to reach IoU >=
     `threshold` (> 0) with a box of positive width spanning [ax1, ax2]: the buckets
@@ -206,7 +206,7 @@ def overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, threshold):
     return lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def boxes_starting_before(bucket_start, x_min, inv_cell, x):
     """End of the layout positions whose bucket may hold an x1 <= `x`."""
     buckets = bucket_start.shape[0] - 1
@@ -215,7 +215,7 @@ def boxes_starting_before(bucket_start, x_min, inv_cell, x):
     return bucket_start[bucket_index(x, x_min, inv_cell, buckets) + 1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def suppression_window(bucket_start, x_min, inv_cell, ax1, ax2, a_area, threshold):
     """`[lo, hi)`: layout positions that include every box whose IoU with box a (x1
     `ax1`, x2 `ax2`, area `a_area`) can be > `threshold`, the boxes NMS must test."""
@@ -228,7 +228,7 @@ def suppression_window(bucket_start, x_min, inv_cell, ax1, ax2, a_area, threshol
     return overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, threshold)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def layout_iou(ax1, ay1, ax2, ay2, a_area, x1, y1, x2, y2, area, q):
     """IoU of reference box a (coordinates, area) with layout box `q`; branch-free, so
     the window loops carry no mispredicted branches."""

@@ -40,7 +40,7 @@ from engine.ensemble.voting import (
 _DENSE_LABEL_LIMIT = 65536
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _above_floor(scores: np.ndarray, score_floor: float) -> np.ndarray:
     """Ascending indices of the scores > `score_floor`."""
     rows = np.empty(scores.shape[0], dtype=np.int64)
@@ -53,7 +53,7 @@ def _above_floor(scores: np.ndarray, score_floor: float) -> np.ndarray:
     return rows[:count]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fused_classes(layouts, voter_scores, nms_threshold, vote_threshold, method, beta,
                    out_boxes, out_scores, out_labels) -> int:
     """Hard NMS and voting of every class in one scan per kept box
@@ -72,7 +72,7 @@ def _fused_classes(layouts, voter_scores, nms_threshold, vote_threshold, method,
     return m
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _class_survivors(boxes, scores, areas, layouts, c, nms_threshold, soft_method, soft_sigma,
                      soft_score_threshold):
     """Class `c`'s NMS (or soft-NMS) survivors: `(K,)` input rows and their scores."""
@@ -88,7 +88,7 @@ def _class_survivors(boxes, scores, areas, layouts, c, nms_threshold, soft_metho
                          soft_score_threshold)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _separate_classes(boxes, scores, layouts, voter_scores, nms_threshold, soft_method,
                       soft_sigma, soft_score_threshold, do_vote, vote_threshold, method, beta,
                       out_boxes, out_scores, out_labels) -> int:
@@ -118,7 +118,7 @@ def _separate_classes(boxes, scores, layouts, voter_scores, nms_threshold, soft_
     return m
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ensemble_kernel(
     boxes, scores, labels, num_classes, score_floor, nms_threshold, soft_method, soft_sigma,
     soft_score_threshold, do_vote, vote_threshold, method, beta, max_detections,

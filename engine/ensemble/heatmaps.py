@@ -54,7 +54,7 @@ def pair_permutation(flip_pairs: Sequence[Sequence[int]], num_joints: int) -> np
     return perm
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _flip_kernel(heatmaps, perm):
     r_count, j_count, h, w = heatmaps.shape
     out = np.empty_like(heatmaps)

@@ -33,7 +33,7 @@ REFINEMENTS = {None: 0, "quarter": 1, "dark": 2, "window": 3}
 WINDOW_RADIUS = 3
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _quarter(low: float, high: float) -> float:
     if high > low:
         return 0.25
@@ -42,7 +42,7 @@ def _quarter(low: float, high: float) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dark_offset(hm, py, px):
     """(dx, dy) Taylor offset at integer peak (py, px), or (0, 0) where it does not apply."""
     h, w = hm.shape
@@ -71,7 +71,7 @@ def _dark_offset(hm, py, px):
     return min(max(ox, -1.0), 1.0), min(max(oy, -1.0), 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_mean(hm, py, px):
     """(x, y) mean of the pixel centres within WINDOW_RADIUS of (py, px), weighted by the
     positive values; the peak's own centre when the window has no positive mass."""
@@ -91,7 +91,7 @@ def _window_mean(hm, py, px):
     return px + 0.5, py + 0.5
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _refine_kernel(heatmaps, peaks, refine):
     """`(R, J, 3)` x, y, value from the flat peak indices `(R, J)` int64."""
     r_count, j_count, h, w = heatmaps.shape
@@ -143,7 +143,7 @@ def heatmap_argmax(heatmaps: np.ndarray, refine: str | None = "quarter") -> np.n
     return _refine_kernel(maps, peaks, REFINEMENTS[refine])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_image_kernel(xy, rois, height, width):
     r_count, j_count = xy.shape[0], xy.shape[1]
     out = np.empty((r_count, j_count, 2), dtype=xy.dtype)

@@ -26,7 +26,7 @@ from engine.ensemble.sorting import descending_order
 SOFT_NMS_METHODS = {"linear": 1, "gaussian": 2}
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def nms_layout(position_of, x1, y1, x2, y2, area, bucket_start, x_min, inv_cell,
                iou_threshold: float) -> np.ndarray:
     """Greedy NMS over a layout (boxes.x_bucket_layout) of the boxes in visiting order.
@@ -59,7 +59,7 @@ def nms_layout(position_of, x1, y1, x2, y2, area, bucket_start, x_min, inv_cell,
     return keep[:kept]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def soft_nms_rows(
     boxes: np.ndarray,
     areas: np.ndarray,
@@ -117,14 +117,14 @@ def soft_nms_rows(
     return keep[:kept], kept_scores[:kept]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nms_kernel(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     order = descending_order(scores, np.arange(boxes.shape[0]))
     layout = x_bucket_layout(boxes, order)
     return order[nms_layout(*layout, iou_threshold)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _soft_nms_kernel(boxes, scores, iou_threshold, sigma, method, score_threshold):
     rows = np.arange(boxes.shape[0])
     return soft_nms_rows(

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _axis_taps(size, scale):
     """Lower tap index (int64, may lie outside [0, size)) and the two bilinear weights,
     zeroed where a tap lies outside the map (the zero-padding convention)."""
@@ -56,7 +56,7 @@ def _axis_taps(size, scale):
     return lo, w_lo, w_hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _vertical_plan(h, scale, like):
     """Per output row: clamped source rows and weights in the maps' dtype."""
     lo, w_lo, w_hi = _axis_taps(h, scale)
@@ -68,7 +68,7 @@ def _vertical_plan(h, scale, like):
     return rows_lo, rows_hi, w_lo.astype(like.dtype), w_hi.astype(like.dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _horizontal_plan(h, w, scale, like):
     """(first diagonal offset, padding, (K, h*w) tiled diagonal weights)."""
     lo, w_lo, w_hi = _axis_taps(w, scale)
@@ -94,7 +94,7 @@ def _horizontal_plan(h, w, scale, like):
     return first, max(-first, last, 0), tiles
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _add_map(dst, src, h, w, mirror, assign, factor):
     """dst += factor * src (dst = factor * src when `assign`) for flat (h*w,) maps,
     mirrored along the width if asked. Assigning the first contribution saves zeroing
@@ -120,7 +120,7 @@ def _add_map(dst, src, h, w, mirror, assign, factor):
                 d[c] += s[last - c] * factor
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _add_resampled(dst, src, rows_lo, rows_hi, a, b, first, pad, tiles, vbuf, w):
     """dst += bilinear resampling of `src`, both flat (h*w,) maps."""
     h = rows_lo.shape[0]
@@ -157,7 +157,7 @@ def _add_resampled(dst, src, rows_lo, rows_hi, a, b, first, pad, tiles, vbuf, w)
             dst[e] += (w0[e] * v0[e] + w1[e] * v1[e]) + (w2[e] * v2[e] + w3[e] * v3[e])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def average_kernel(heatmaps, flips, scales, perm):
     """`(T, R, J, h, w)` C-contiguous maps -> `(R, J, h, w)` mean in the canonical frame."""
     t_count, r_count, j_count, h, w = heatmaps.shape

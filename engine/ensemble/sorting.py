@@ -17,7 +17,7 @@ _SIGN = np.uint64(1) << np.uint64(63)
 _BYTE = np.uint64(0xFF)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def descending_keys(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """`(n,)` uint64 keys whose ascending order is the descending order of
     `scores[rows]` (float64, finite; -0.0 counts as 0.0)."""
@@ -34,7 +34,7 @@ def descending_keys(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return keys
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def radix_order(keys: np.ndarray) -> np.ndarray:
     """Stable ascending argsort of `(n,)` uint64 keys (LSD radix, 8-bit digits)."""
     n = keys.shape[0]
@@ -66,14 +66,14 @@ def radix_order(keys: np.ndarray) -> np.ndarray:
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def descending_order(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """`rows` reordered by descending `scores[rows]`; equal scores keep their order in
     `rows` (so ascending `rows` give "lower index first")."""
     return rows[radix_order(descending_keys(scores, rows))]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def stable_argsort_descending(values: np.ndarray) -> np.ndarray:
     """`np.argsort(-values, kind="mergesort")` of `(n,)` float64 values: indices by
     descending value, equal values in index order, NaN last. Radix sort unless a NaN

@@ -39,7 +39,7 @@ SCORING_METHODS = {
 }
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _temperature_probability(w: float, inv_beta: float) -> float:
     # Dividing both parts by the larger one first, as Detectron does in log space, keeps
     # the powers in (0, 1] for any temperature.
@@ -49,7 +49,7 @@ def _temperature_probability(w: float, inv_beta: float) -> float:
     return a / (a + b)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _method_term(method: int, w: float, iou: float, beta: float, inv_beta: float) -> float:
     """A voter's term in the running sum of `method` (0 for methods that need none)."""
     if method == 2:
@@ -66,7 +66,7 @@ def _method_term(method: int, w: float, iou: float, beta: float, inv_beta: float
 NO_VOTES = (0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _add_voter(sums, w, iou, x1, y1, x2, y2, method, beta, inv_beta):
     """`sums` (NO_VOTES's layout) with one more voter of score `w`, IoU `iou` and box
     (x1, y1, x2, y2). The voting kernels add voters in ascending layout position, so
@@ -76,7 +76,7 @@ def _add_voter(sums, w, iou, x1, y1, x2, y2, method, beta, inv_beta):
             acc + _method_term(method, w, iou, beta, inv_beta), iou_sum + iou)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_vote(ax1, ay1, ax2, ay2, top_score, sums, method, beta, out_boxes, out_scores, o):
     """Row `o` of the outputs from a top box and its voters' sums (module docstring)."""
     count, weight, sx1, sy1, sx2, sy2, acc, iou_sum = sums
@@ -103,7 +103,7 @@ def _write_vote(ax1, ay1, ax2, ay2, top_score, sums, method, beta, out_boxes, ou
     out_scores[o] = score
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def vote_one(
     ax1: float,
     ay1: float,
@@ -149,13 +149,13 @@ def vote_one(
     _write_vote(ax1, ay1, ax2, ay2, top_score, sums, method, beta, out_boxes, out_scores, o)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def can_fuse(nms_threshold: float, vote_threshold: float) -> bool:
     """Whether `nms_vote_layout` may vote inside the NMS scan (its docstring says why)."""
     return vote_threshold > 0.0 and vote_threshold >= nms_threshold
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def nms_vote_layout(
     position_of: np.ndarray,
     x1: np.ndarray,
@@ -215,7 +215,7 @@ def nms_vote_layout(
     return o
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def layout_scores(scores: np.ndarray, rows: np.ndarray, position_of: np.ndarray) -> np.ndarray:
     """`scores[rows]` rearranged into the layout's x1 order."""
     out = np.empty(rows.shape[0], dtype=np.float64)
@@ -224,7 +224,7 @@ def layout_scores(scores: np.ndarray, rows: np.ndarray, position_of: np.ndarray)
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _box_voting_kernel(top_boxes, top_scores, all_boxes, all_scores, vote_threshold, method, beta):
     k = top_boxes.shape[0]
     out_boxes = np.empty((k, 4), dtype=np.float64)

@@ -1,0 +1,85 @@
+"""`distill label`: label a folder (or a list) of images with the teachers' ensemble.
+
+    distill label --detector DET.onnx [--keypoints KP.onnx] --images DIR --out OUT
+
+Defaults follow the paper: shorter side 400..1200 px in steps of 100, each also
+mirrored (18 passes), NMS + box voting, mirrored keypoint crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from engine.errors import UserError
+
+DEFAULT_SHARD_SIZE = 1000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.label.views import DEFAULT_MAX_SIZE
+
+    p = subparsers.add_parser(
+        "label", help="label images with the teachers' multi-transform ensemble",
+        description="Run the detector (and the keypoint model) over every image at every scale "
+                    "of the plan, each also mirrored; merge the passes (NMS + box voting, averaged "
+                    "heatmaps) and write one record per image into OUT/shards, resumable.")
+    p.add_argument("--detector", required=True, type=Path, help="detector: .onnx, .engine (TensorRT) or .pt")
+    p.add_argument("--keypoints", type=Path, help="top-down keypoint model: .onnx, .engine or .pt")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, help="folder of images (searched recursively)")
+    source.add_argument("--list", type=Path, help="text file of image paths, relative to its folder or absolute")
+    p.add_argument("--out", required=True, type=Path, help="run folder: shards/, manifest.json, failures.jsonl")
+    p.add_argument("--scales", default="400:1200:100",
+                   help="shorter sides in px: 400,500,600 or start:stop:step (default 400:1200:100)")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
+                   help=f"cap on the longer side in px (default {DEFAULT_MAX_SIZE})")
+    p.add_argument("--no-flip", action="store_true", help="no mirrored detector passes")
+    p.add_argument("--keypoint-flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run mirrored keypoint crops and average (default: on)")
+    p.add_argument("--batch-size", type=int, default=8, help="views (or crops) per backend call (default 8)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode threads and merge threads, each (default: the CPU count)")
+    p.add_argument("--backend", default="auto", help="auto | onnxrt | tensorrt | torch (default auto: from the file suffix)")
+    p.add_argument("--score-floor", type=float, default=0.05, help="drop predictions at or below this score (default 0.05)")
+    p.add_argument("--nms-threshold", type=float, default=0.5, help="NMS IoU (default 0.5)")
+    p.add_argument("--vote-threshold", type=float, default=0.8,
+                   help="box voting IoU (default 0.8); a negative value turns voting off")
+    p.add_argument("--scoring", default="id", help="box voting score method (default id; see docs/ensemble.md)")
+    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default 100)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this, read from the header (default 178956970)")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                   help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings and models)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise UserError(f"{flag} must be >= 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.label.run import LabelRequest, label
+
+    request = LabelRequest(
+        detector=args.detector, keypoints=args.keypoints, images=args.images, list_file=args.list,
+        out=args.out, scales=args.scales, max_size=_positive(args.max_size, "--max-size"),
+        flip=not args.no_flip, keypoint_flip=args.keypoint_flip,
+        batch_size=_positive(args.batch_size, "--batch-size"),
+        workers=_positive(args.workers, "--workers") if args.workers is not None else (os.cpu_count() or 1),
+        backend=args.backend, score_floor=args.score_floor, nms_threshold=args.nms_threshold,
+        vote_threshold=None if args.vote_threshold < 0 else args.vote_threshold, scoring=args.scoring,
+        max_detections=_positive(args.max_detections, "--max-detections"), max_pixels=args.max_pixels,
+        shard_size=_positive(args.shard_size, "--shard-size"), resume=args.resume,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    summary = label(request)
+    for line in summary.lines():
+        print(line)
+    return 0

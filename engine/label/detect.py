@@ -1,0 +1,55 @@
+"""Detector inference over a chunk of images: batches through the backend, each view's
+candidates mapped back through its inverse into original-image pixels.
+
+The backend returns the graph's pre-NMS top-K per view (DESIGN.md, Detector graph); we
+keep those above the score floor, so the merge sees only original-image coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.backends.base import Backend
+from engine.label.batches import make_batches
+from engine.label.views import View
+
+
+@dataclass
+class Candidates:
+    """One image's candidates from all its views: boxes `(N, 4)` float32 xyxy in
+    original-image pixels, scores `(N,)` float32, labels `(N,)` int64 class indices."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Candidates":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size: int,
+                 score_floor: float) -> list[Candidates]:
+    """Run every view of a chunk of images; one `Candidates` per image, views concatenated
+    in plan order (so the result does not depend on how views were batched)."""
+    parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]] = [
+        [None] * len(views) for views in views_per_image]
+    input_name = backend.card.input_name
+    for batch in make_batches(views_per_image, batch_size):
+        out = backend.infer({input_name: batch.pixels})
+        boxes, scores, labels = out["boxes"], out["scores"], out["labels"]
+        for row, (i, v) in enumerate(batch.owners):
+            keep = scores[row] > score_floor
+            view = views_per_image[i][v]
+            parts[i][v] = (view.boxes_to_source(boxes[row][keep]), scores[row][keep].astype(np.float32),
+                           labels[row][keep].astype(np.int64))
+    result = []
+    for image_parts in parts:
+        if not image_parts:
+            result.append(Candidates.empty())
+            continue
+        boxes, scores, labels = zip(*image_parts)
+        result.append(Candidates(np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)))
+    return result

@@ -1,0 +1,47 @@
+"""Merge: one image's candidates from every view into its detections (NMS + box voting,
+engine.ensemble.ensemble_detections). Runs in worker threads: the kernels release the GIL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from engine.ensemble import ensemble_detections
+from engine.label.detect import Candidates
+
+
+@dataclass(frozen=True)
+class MergeSettings:
+    """Ensembling parameters (DESIGN.md, Conventions). `vote_threshold` None: plain NMS.
+    Detectron's test-time augmentation uses NMS 0.5, voting at 0.8 with `id` scoring."""
+
+    nms_threshold: float = 0.5
+    vote_threshold: float | None = 0.8
+    scoring: str = "id"
+    score_floor: float = 0.05
+    max_detections: int = 100
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Detections:
+    """boxes `(K, 4)` float32 xyxy in original-image pixels, scores `(K,)` float32,
+    labels `(K,)` int64 class indices of the detector's card, best first."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+def merge_candidates(candidates: Candidates, settings: MergeSettings) -> Detections:
+    boxes, scores, labels = ensemble_detections(
+        candidates.boxes, candidates.scores, candidates.labels,
+        nms_threshold=settings.nms_threshold, vote_threshold=settings.vote_threshold,
+        scoring=settings.scoring, score_floor=settings.score_floor,
+        max_detections=settings.max_detections,
+    )
+    return Detections(boxes, scores, labels.astype(np.int64, copy=False))

@@ -1,0 +1,290 @@
+"""The single-box pipeline: stages in threads joined by bounded queues.
+
+    feeder ──> decode + views (pool of `workers` threads) ──> detector inference
+           ──> merge (pool of `workers` threads, Numba kernels release the GIL)
+           ──> keypoint stage ──> shard writer (this thread)
+
+Every queue is bounded, so the images in flight (and the memory) do not depend on the
+size of the dump; items keep their discovery order end to end, which is what makes
+shards deterministic. Decoding, resizing and the kernels all release the GIL, and the
+backends run outside it, so the stages really overlap.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.errors import UserError
+from engine.label.decode import DecodeError, decode_file
+from engine.label.discover import Source
+from engine.label.labeler import Labeler
+from engine.label.shards import RunFolder, ShardWriter
+
+STAGES = ("discover", "decode", "views", "inference", "ensemble", "keypoints", "write")
+_END = object()
+
+
+class StageClock:
+    """Seconds spent in each stage, summed over the threads that run it."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        with self._lock:
+            self.seconds[stage] += now - start
+        return now
+
+
+@dataclass
+class Item:
+    """One discovered path on its way through the stages."""
+
+    index: int
+    source: Source
+    reason: str | None = None  # why it could not be labeled
+    image: np.ndarray | None = None
+    views: list | None = None
+    record: dict | None = None
+
+
+@dataclass
+class RunSummary:
+    images: int = 0
+    failed: int = 0
+    skipped: int = 0  # already done by the run being resumed
+    detections: int = 0
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "failed": self.failed, "resumed_past": self.skipped,
+                "detections": self.detections, "wall_seconds": round(self.wall_seconds, 3),
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}}
+
+    def lines(self) -> list[str]:
+        rate = self.images / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        per_image = self.detections / self.images if self.images else 0.0
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items())
+        lines = [f"labeled {self.images} images ({rate:.2f} images/s), {self.failed} failed, "
+                 f"{per_image:.1f} detections per image, {self.wall_seconds:.1f} s"]
+        if self.skipped:
+            lines.append(f"resumed: {self.skipped} images were already done")
+        lines.append(f"seconds per stage (summed over threads): {stages}")
+        return lines
+
+
+class _Abort(Exception):
+    """Another stage failed; this one stops quietly."""
+
+
+class Pipeline:
+    """One labeling run over `sources` into `folder` (see the module docstring).
+
+    workers: threads for decoding and for merging each; chunk_images: images whose views
+    are batched together; max_pixels: the decoder's bomb guard; count_sources: a fresh
+    iterator over the same input, walked in the background only to give the progress
+    bar its total (None: no total).
+    """
+
+    def __init__(self, labeler: Labeler, folder: RunFolder, workers: int, max_pixels: int,
+                 chunk_images: int, progress: bool = True,
+                 count_sources: Callable[[], Iterator[Source]] | None = None) -> None:
+        self.labeler = labeler
+        self.folder = folder
+        self.workers = max(1, workers)
+        self.max_pixels = max_pixels
+        self.chunk_images = max(1, chunk_images)
+        self.progress = progress
+        self.count_sources = count_sources
+        self.clock = StageClock()
+        self._abort = threading.Event()
+        self._error: BaseException | None = None
+        # Look-ahead: enough decoded images to keep every decoder busy and fill a chunk;
+        # each holds all its views (up to ~100 MB at 1200 px), so no more than that.
+        self._prepared: queue.Queue = queue.Queue(maxsize=self.workers + self.chunk_images)
+        self._detected: queue.Queue = queue.Queue(maxsize=2)
+        self._labeled: queue.Queue = queue.Queue(maxsize=2)
+
+    # ---- plumbing -------------------------------------------------------------------
+    def _put(self, q: queue.Queue, value: Any) -> None:
+        while True:
+            if self._abort.is_set():
+                raise _Abort
+            try:
+                q.put(value, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, q: queue.Queue) -> Any:
+        while True:
+            if self._abort.is_set():
+                raise _Abort
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def _stage(self, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except _Abort:
+                pass
+            except BaseException as error:  # handed to the main thread, which re-raises
+                if self._error is None:
+                    self._error = error
+                self._abort.set()
+        return run
+
+    # ---- stages ---------------------------------------------------------------------
+    def _feed(self, sources: Iterator[Source], decode_pool: ThreadPoolExecutor) -> None:
+        finished = self.folder.finished()
+        size = self.folder.shard_size
+        start = time.perf_counter()
+        for index, source in enumerate(sources):
+            start = self.clock.add("discover", start)
+            shard, offset = divmod(index, size)
+            if shard in finished:
+                entry = finished[shard]
+                if (offset == 0 and source.name != entry["first"]) or offset >= entry["images"] + entry["failures"]:
+                    raise UserError(f"--resume refused: the input changed since the run started "
+                                    f"(shard {shard} began with {entry['first']!r}, now {source.name!r} "
+                                    f"at position {index})")
+                self.summary.skipped += 1
+                continue
+            self._put(self._prepared, decode_pool.submit(self._prepare, index, source))
+            start = time.perf_counter()
+        self._put(self._prepared, _END)
+
+    def _prepare(self, index: int, source: Source) -> Item:
+        item = Item(index, source, reason=source.problem)
+        if item.reason is not None:
+            return item
+        start = time.perf_counter()
+        try:
+            item.image = decode_file(source.path, self.max_pixels)
+        except DecodeError as error:
+            item.reason = str(error)
+            return item
+        start = self.clock.add("decode", start)
+        item.views = self.labeler.views(item.image)
+        self.clock.add("views", start)
+        return item
+
+    def _detect(self, merge_pool: ThreadPoolExecutor) -> None:
+        chunk: list[Item] = []
+        while True:
+            value = self._get(self._prepared)
+            if value is not _END:
+                chunk.append(value.result())
+            if chunk and (value is _END or len(chunk) == self.chunk_images):
+                good = [item for item in chunk if item.reason is None]
+                start = time.perf_counter()
+                candidates = self.labeler.detect([item.views for item in good])
+                self.clock.add("inference", start)
+                for item in good:
+                    item.views = None  # the biggest arrays in flight: free them now
+                merged = [merge_pool.submit(self._merge, c) for c in candidates]
+                self._put(self._detected, (chunk, good, merged))
+                chunk = []
+            if value is _END:
+                self._put(self._detected, _END)
+                return
+
+    def _merge(self, candidates):
+        start = time.perf_counter()
+        detections = self.labeler.merge(candidates)
+        self.clock.add("ensemble", start)
+        return detections
+
+    def _keypoints(self) -> None:
+        while True:
+            value = self._get(self._detected)
+            if value is _END:
+                self._put(self._labeled, _END)
+                return
+            chunk, good, merged = value
+            detections = [future.result() for future in merged]
+            start = time.perf_counter()
+            keypoints = self.labeler.estimate_keypoints([item.image for item in good], detections)
+            for item, dets, kps in zip(good, detections, keypoints):
+                item.record = self.labeler.record(item.source.name, item.image, dets, kps)
+                item.image = None
+            self.clock.add("keypoints", start)
+            self._put(self._labeled, chunk)
+
+    def _count(self, bar: tqdm) -> None:
+        total = 0
+        for _ in self.count_sources():
+            total += 1
+            if self._abort.is_set():  # the run ended first: the total no longer matters
+                return
+        bar.total = max(0, total - self.summary.skipped)
+        bar.refresh()
+
+    # ---- the run --------------------------------------------------------------------
+    def run(self, sources: Iterator[Source]) -> RunSummary:
+        self.summary = RunSummary()
+        wall = time.perf_counter()
+        writer = ShardWriter(self.folder)
+        bar = tqdm(desc="label", unit="img", disable=not self.progress, dynamic_ncols=True)
+        decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+        merge_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="merge")
+        threads = [threading.Thread(target=self._stage(body), name=name, daemon=True) for name, body in (
+            ("feed", lambda: self._feed(sources, decode_pool)),
+            ("detect", lambda: self._detect(merge_pool)),
+            ("keypoints", self._keypoints),
+        )]
+        if self.count_sources is not None and self.progress:
+            threads.append(threading.Thread(target=self._stage(lambda: self._count(bar)), name="count", daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            while True:
+                chunk = self._get(self._labeled)
+                if chunk is _END:
+                    break
+                start = time.perf_counter()
+                for item in chunk:
+                    writer.add(item.index, item.source.name, item.record, item.reason)
+                    if item.record is None:
+                        self.summary.failed += 1
+                    else:
+                        self.summary.images += 1
+                        self.summary.detections += len(item.record["detections"])
+                self.clock.add("write", start)
+                bar.update(len(chunk))
+                bar.set_postfix(failed=self.summary.failed, refresh=False)
+            writer.close()
+        except _Abort:
+            pass
+        except BaseException:
+            self._abort.set()
+            raise
+        finally:
+            # Stops every stage still waiting on a queue (after an error or an interrupt)
+            # and the background count; after a normal end the stages have already returned.
+            self._abort.set()
+            for thread in threads:
+                thread.join()
+            decode_pool.shutdown(wait=True, cancel_futures=True)
+            merge_pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        if self._error is not None:
+            raise self._error
+        self.summary.wall_seconds = time.perf_counter() - wall
+        self.summary.stage_seconds = dict(self.clock.seconds)
+        return self.summary

@@ -1,0 +1,184 @@
+"""The run folder: shards made visible by atomic renames, a manifest of finished shards,
+a failures file, and resume (DESIGN.md, Predictions).
+
+    OUT/shards/shard-000000.jsonl   records of discovery indices [0, S), one JSON per line
+    OUT/manifest.json               settings, models, plan, finished shards
+    OUT/failures.jsonl              {"file_name", "reason", "shard"} per unreadable image
+
+Shard k holds the images of discovery indices [k*S, (k+1)*S) (S = shard size), so its
+content and name depend only on the input and the settings. A shard is written to a
+hidden temporary file and renamed into place when complete; its failures are appended to
+failures.jsonl just before, and the manifest is replaced just after. A run killed
+anywhere therefore resumes by redoing only unfinished shards: failures of unfinished
+shards are dropped from failures.jsonl on resume, and a shard renamed but not yet in the
+manifest is simply written again under the same name. No image is ever written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.errors import UserError
+
+FORMAT = "distill-predictions-v1"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.jsonl"
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of a run folder; UserError when there is none or it is unreadable."""
+    path = out / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{out} holds no labeling run (no manifest.json)") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path} is not a distill predictions manifest (format {FORMAT})")
+    return manifest
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
+    """Dotted name of the first setting that differs, with both values, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    if old != new:
+        return f"{prefix[:-1]} was {json.dumps(old)}, now {json.dumps(new)}"
+    return None
+
+
+class RunFolder:
+    """OUT: created, or reopened for `--resume` after checking that the settings match."""
+
+    def __init__(self, out: Path, settings: dict[str, Any], shard_size: int, resume: bool) -> None:
+        self.out = out
+        self.shards_dir = out / "shards"
+        self.manifest_path = out / "manifest.json"
+        self.failures_path = out / "failures.jsonl"
+        try:
+            self.shards_dir.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-probe"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(f"cannot write to --out {out}: {error.strerror or error}") from None
+        if self.manifest_path.exists():
+            if not resume:
+                raise UserError(f"{out} already holds a labeling run: pass --resume to continue it, "
+                                "or choose another --out")
+            self.manifest = read_manifest(out)
+            difference = _first_difference(self.manifest["settings"], settings)
+            if difference:
+                raise UserError(f"--resume refused: the settings differ from the run in {out}: {difference}")
+            self._drop_unfinished_failures()
+        else:
+            self.manifest = {"format": FORMAT, "settings": settings, "shard_size": shard_size,
+                             "shards": [], "complete": False, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self.failures_path.write_text("")
+            _write_json_atomically(self.manifest_path, self.manifest)
+
+    @property
+    def shard_size(self) -> int:
+        return int(self.manifest["shard_size"])
+
+    def finished(self) -> dict[int, dict[str, Any]]:
+        """{shard index: manifest entry} of the shards already written."""
+        return {int(s["index"]): s for s in self.manifest["shards"]}
+
+    def _drop_unfinished_failures(self) -> None:
+        done = set(self.finished())
+        kept = []
+        if self.failures_path.exists():
+            for line in self.failures_path.read_text().splitlines():
+                try:
+                    if json.loads(line)["shard"] in done:
+                        kept.append(line + "\n")
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut by the kill
+        tmp = self.failures_path.with_name(".failures.jsonl.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.failures_path)
+
+    def commit(self, index: int, tmp: Path, first: str, images: int, failures: list[dict]) -> None:
+        """Make shard `index` visible: failures appended, atomic rename, manifest updated."""
+        with open(self.failures_path, "a") as f:
+            for failure in failures:
+                f.write(json.dumps({**failure, "shard": index}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.shards_dir / shard_name(index))
+        self.manifest["shards"].append({"index": index, "file": shard_name(index), "first": first,
+                                        "images": images, "failures": len(failures)})
+        self.manifest["shards"].sort(key=lambda s: s["index"])
+        _write_json_atomically(self.manifest_path, self.manifest)
+
+    def mark_complete(self, summary: dict[str, Any]) -> None:
+        self.manifest["complete"] = True
+        self.manifest["summary"] = summary
+        _write_json_atomically(self.manifest_path, self.manifest)
+
+
+class ShardWriter:
+    """Writes items in discovery order into shards; commits each shard when its last
+    index has been seen (or at `close`). Records stream to disk: memory does not grow
+    with the shard size."""
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+        self.size = folder.shard_size
+        self._shard: int | None = None
+        self._file: TextIO | None = None
+        self._tmp: Path | None = None
+        self._first = ""
+        self._images = 0
+        self._failures: list[dict] = []
+
+    def add(self, index: int, name: str, record: dict | None, reason: str | None) -> None:
+        shard = index // self.size
+        if shard != self._shard:
+            self._commit()
+            self._open(shard, name)
+        if record is not None:
+            self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self._images += 1
+        else:
+            self._failures.append({"file_name": name, "reason": reason})
+        if index % self.size == self.size - 1:
+            self._commit()
+
+    def _open(self, shard: int, first: str) -> None:
+        self._shard, self._first, self._images, self._failures = shard, first, 0, []
+        self._tmp = self.folder.shards_dir / f".{shard_name(shard)}.tmp"
+        self._file = open(self._tmp, "w", encoding="utf-8")
+
+    def _commit(self) -> None:
+        if self._file is None:
+            return
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.folder.commit(self._shard, self._tmp, self._first, self._images, self._failures)
+        self._file, self._shard = None, None
+
+    def close(self) -> None:
+        self._commit()

@@ -1,0 +1,118 @@
+"""Views: an image at every scale of the transform plan, each also mirrored, each
+carrying the inverse of its transform.
+
+A view's padded shape depends on the view alone (its resized size rounded up to a
+multiple of the detector's largest stride), never on the other views of its batch, so a
+record does not depend on the batch size, the worker count or where a resumed run
+restarted, and the shapes fall into few buckets (one per scale and aspect) that a
+TensorRT optimization profile can cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engine.errors import UserError
+from engine.scaling import round_up, scale_factor
+
+# The paper's plan: shorter side 400..1200 px in steps of 100, each also flipped.
+DEFAULT_SCALES: tuple[int, ...] = tuple(range(400, 1201, 100))
+DEFAULT_MAX_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class TransformPlan:
+    """Which views every image gets: each shorter side in `scales` (px), mirrored too when
+    `flip`; `max_size` caps the longer side (DESIGN.md, Conventions)."""
+
+    scales: tuple[int, ...] = DEFAULT_SCALES
+    flip: bool = True
+    max_size: int = DEFAULT_MAX_SIZE
+
+    def passes(self) -> list[tuple[int, bool]]:
+        """(shorter side, mirrored) of every view, original before mirrored at each scale,
+        so that both land in the same batch."""
+        return [(s, f) for s in self.scales for f in ((False, True) if self.flip else (False,))]
+
+    def to_dict(self) -> dict:
+        return {"scales": list(self.scales), "flip": self.flip, "max_size": self.max_size}
+
+
+def parse_scales(text: str) -> tuple[int, ...]:
+    """`"400,500,600"` or `"400:1200:100"` (start:stop:step, stop included) -> sizes in px."""
+    try:
+        if ":" in text:
+            start, stop, step = (int(v) for v in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            scales = tuple(range(start, stop + 1, step))
+        else:
+            scales = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"--scales {text!r}: expected a list like 400,500,600 or a range like 400:1200:100") from None
+    if not scales or any(s <= 0 for s in scales):
+        raise UserError(f"--scales {text!r}: needs at least one positive size")
+    if len(set(scales)) != len(scales):
+        raise UserError(f"--scales {text!r}: a size is repeated")
+    return scales
+
+
+@dataclass
+class View:
+    """One transform of one image, ready for the detector.
+
+    pixels: `(3, Hp, Wp)` uint8 RGB, the resized (and, when `flipped`, mirrored) image in
+    the top-left corner, zeros elsewhere. `size`: (h, w) of the resized image in px;
+    `source_size`: (H, W) of the original.
+    """
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+    source_size: tuple[int, int]
+    scale: int
+    flipped: bool
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[2]
+
+    def boxes_to_source(self, boxes: np.ndarray) -> np.ndarray:
+        """The inverse transform: `(N, 4)` xyxy in view pixels -> `(N, 4)` float32 xyxy in
+        original-image pixels, clipped to the image. Per-axis ratios of the actual sizes,
+        since the resized size was rounded (engine.scaling)."""
+        h, w = self.size
+        source_h, source_w = self.source_size
+        out = np.asarray(boxes, dtype=np.float32).copy()
+        if self.flipped:  # mirror of width w maps x to w - x, so x1 and x2 swap roles
+            out[:, [0, 2]] = w - out[:, [2, 0]]
+        out[:, [0, 2]] *= source_w / w
+        out[:, [1, 3]] *= source_h / h
+        np.clip(out[:, [0, 2]], 0, source_w, out=out[:, [0, 2]])
+        np.clip(out[:, [1, 3]], 0, source_h, out=out[:, [1, 3]])
+        return out
+
+
+def view_size(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:
+    """(h, w) of the resized image, as engine.scaling.resize_to_scale makes it."""
+    factor = scale_factor(height, width, short_side, max_size)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def make_views(image: np.ndarray, plan: TransformPlan, stride: int) -> list[View]:
+    """Every view of `image` `(H, W, 3)` uint8 RGB, in `plan.passes()` order; padded sizes
+    are multiples of `stride` (the detector's largest)."""
+    height, width = image.shape[:2]
+    views = []
+    for scale, flipped in plan.passes():
+        h, w = view_size(height, width, scale, plan.max_size)
+        if not flipped or not views or views[-1].scale != scale:
+            # cv2.resize wants (w, h); the mirrored view reuses the same resized pixels.
+            resized = image if (h, w) == (height, width) else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        source = resized[:, ::-1] if flipped else resized
+        pixels = np.zeros((3, round_up(h, stride), round_up(w, stride)), dtype=np.uint8)
+        pixels[:, :h, :w] = source.transpose(2, 0, 1)
+        views.append(View(pixels, (h, w), (height, width), scale, flipped))
+    return views

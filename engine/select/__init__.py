@@ -1,0 +1,1 @@
+"""Selection: raw predictions (`distill label`'s shards) into hard labels, a COCO file."""
