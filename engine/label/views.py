@@ -90,8 +90,8 @@ class View:
             out[:, [0, 2]] = w - out[:, [2, 0]]
         out[:, [0, 2]] *= source_w / w
         out[:, [1, 3]] *= source_h / h
-        np.clip(out[:, [0, 2]], 0, source_w, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, source_h, out=out[:, [1, 3]])
+        out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, source_w)
+        out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, source_h)
         return out
 
 
