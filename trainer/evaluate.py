@@ -20,6 +20,7 @@ from tqdm import tqdm
 from engine.crops import person_crop_box, warp_crop
 from engine.ensemble import ensemble_detections, heatmap_argmax, keypoints_to_image
 from engine.scaling import resize_to_scale
+from engine.select.evaluate import instance_score
 from trainer.data.coco import person_category_id, read_image
 from trainer.data.detection import pad_batch
 
@@ -102,14 +103,6 @@ def predict_keypoints(model, image: np.ndarray, boxes_xywh: np.ndarray, device, 
     if not points:
         return np.zeros((0, model.num_keypoints, 2), np.float32), np.zeros((0, model.num_keypoints), np.float32)
     return np.concatenate(points), np.concatenate(peaks)
-
-
-def instance_score(peaks: np.ndarray, threshold: float = 0.2) -> np.ndarray:
-    """(N,) mean of the confident peaks per person (all peaks when none is confident)."""
-    confident = peaks > threshold
-    total = np.where(confident, peaks, 0).sum(1)
-    count = confident.sum(1)
-    return np.where(count > 0, total / np.maximum(count, 1), peaks.mean(1)).astype(np.float32)
 
 
 def evaluate_keypoints(model, coco: COCO, images_dir: str, device, padding: float, detector=None, detector_meta: dict | None = None, quiet: bool = False) -> dict[str, float]:
