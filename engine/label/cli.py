@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         workers=_positive(args.workers, "--workers") if args.workers is not None else (os.cpu_count() or 1),
         backend=args.backend, score_floor=args.score_floor, nms_threshold=args.nms_threshold,
         vote_threshold=None if args.vote_threshold < 0 else args.vote_threshold, scoring=args.scoring,
-        max_detections=_positive(args.max_detections, "--max-detections"), max_pixels=args.max_pixels,
+        max_detections=_positive(args.max_detections, "--max-detections"),
+        max_pixels=_positive(args.max_pixels, "--max-pixels") if args.max_pixels is not None else None,
         shard_size=_positive(args.shard_size, "--shard-size"), resume=args.resume,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
