@@ -74,7 +74,7 @@ resume_label = $(if $(wildcard $(DEMO)/labels/$(1)/manifest.json),--resume)
 
 $(DEMO)/data/unlabeled/annotations.json: $(DEMO_SYNTH) | $(STAMP)
 	$(TIMED) "step synth-unlabeled" $(BIN)/distill synth --out $(DEMO)/data/unlabeled \
-		--images $(DEMO_UNLABELED_IMAGES) --seed 3 --config $(DEMO_SYNTH)
+		--images $(DEMO_UNLABELED_IMAGES) --seed 3 $(if $(DEMO_SYNTH),--config $(DEMO_SYNTH))
 
 $(DEMO)/labels/ensemble.json: $(DEMO)/detector.onnx $(DEMO)/keypoints.onnx $(DEMO)/data/unlabeled/annotations.json
 	$(TIMED) "step label-ensemble" $(BIN)/distill label $(LABEL_ARGS) --scales $(DEMO_SCALES) \
