@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default 100)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images with more pixels than this, read from the header (default 178956970)")
+    p.add_argument("--backend-threads", type=int, default=None,
+                   help="ONNX Runtime CPU threads per model (default: the cores shared between the two "
+                        "models, all of them for a detector alone)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                    help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings and models)")
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_detections=_positive(args.max_detections, "--max-detections"),
         max_pixels=_positive(args.max_pixels, "--max-pixels") if args.max_pixels is not None else None,
         shard_size=_positive(args.shard_size, "--shard-size"), resume=args.resume,
+        backend_threads=_positive(args.backend_threads, "--backend-threads") if args.backend_threads is not None else None,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     summary = label(request)
