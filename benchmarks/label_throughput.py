@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.crops import warp_crop
-from engine.label.batches import make_batches
+from engine.label.batches import chunk_images, make_batches
 from engine.label.decode import decode_file
 from engine.label.discover import discover_folder
 from engine.label.keypoints import crop_boxes_for
@@ -42,7 +42,7 @@ def raw_seconds(args, names: list[str], records: list[dict]) -> float:
     plan = TransformPlan(parse_scales(args.scales), not args.no_flip, args.max_size)
     images = [decode_file(args.images / name) for name in names]
     with make_backend(args.detector, "auto") as detector:
-        chunk = max(1, args.batch_size // (2 if plan.flip else 1))
+        chunk = chunk_images(args.batch_size, plan)
         batches = []
         for start in range(0, len(images), chunk):
             views = [make_views(image, plan, detector.card.max_stride) for image in images[start:start + chunk]]

@@ -95,10 +95,6 @@ class ModelCard:
         for the engine (same checkpoint, categories, geometry)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
-    def person_label(self) -> int | None:
-        """Label index of the category named "person", None when the model has none."""
-        return next((i for i, c in enumerate(self.categories) if c["name"] == "person"), None)
-
     @property
     def max_stride(self) -> int:
         return max(self.strides)

@@ -19,12 +19,16 @@ def scale_factor(height: int, width: int, short_side: float, max_size: float) ->
     return factor
 
 
-def resize_to_scale(image: np.ndarray, short_side: float, max_size: float) -> np.ndarray:
-    """(H, W, C) image resized (bilinear) by `scale_factor`; each side at least 1 px."""
-    height, width = image.shape[:2]
+def scaled_size(height: int, width: int, short_side: float, max_size: float) -> tuple[int, int]:
+    """(h, w) in px of an image resized by `scale_factor`; each side at least 1 px."""
     factor = scale_factor(height, width, short_side, max_size)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))  # cv2 wants (w, h)
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize_to_scale(image: np.ndarray, short_side: float, max_size: float) -> np.ndarray:
+    """(H, W, C) image resized (bilinear) to `scaled_size`."""
+    h, w = scaled_size(image.shape[0], image.shape[1], short_side, max_size)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)  # cv2 wants (w, h)
 
 
 def round_up(value: int, multiple: int) -> int:

@@ -15,13 +15,24 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("DISTILL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def _shared_folder(name: str, marker: str) -> Path:
+    """`shared_data_dir() / name`, or a skip where its `marker` sub-folder is absent."""
+    root = shared_data_dir() / name
+    if not (root / marker).is_dir():
+        pytest.skip(f"real COCO data not found at {root} (set DISTILL_SHARED_DATA)")
+    return root
+
+
 @pytest.fixture(scope="session")
 def coco_mini() -> Path:
     """The real COCO subset; tests using it skip where the folder is absent."""
-    root = shared_data_dir() / "coco-mini"
-    if not (root / "annotations").is_dir():
-        pytest.skip(f"real COCO data not found at {root} (set DISTILL_SHARED_DATA)")
-    return root
+    return _shared_folder("coco-mini", "annotations")
+
+
+@pytest.fixture(scope="session")
+def coco_unlabeled() -> Path:
+    """The real unlabeled pool; tests using it skip where the folder is absent."""
+    return _shared_folder("coco-unlabeled", "images")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.label.views import View
+from engine.label.views import TransformPlan, View
 
 
 @dataclass
@@ -21,6 +21,14 @@ class Batch:
 
     pixels: np.ndarray
     owners: list[tuple[int, int]]
+
+
+def chunk_images(batch_size: int, plan: TransformPlan) -> int:
+    """How many images to batch together. Different images rarely share a view's padded
+    shape unless they share a size; an image's original and mirrored views always do. A
+    chunk of batch_size / 2 images (with mirrors) fills batches when the dump's images
+    share sizes, as photos often do."""
+    return max(1, batch_size // (2 if plan.flip else 1))
 
 
 def make_batches(views_per_image: list[list[View]], batch_size: int) -> list[Batch]:

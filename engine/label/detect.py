@@ -25,10 +25,6 @@ class Candidates:
     scores: np.ndarray
     labels: np.ndarray
 
-    @classmethod
-    def empty(cls) -> "Candidates":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-
 
 def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size: int,
                  score_floor: float) -> list[Candidates]:
@@ -45,11 +41,5 @@ def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size
             view = views_per_image[i][v]
             parts[i][v] = (view.boxes_to_source(boxes[row][keep]), scores[row][keep].astype(np.float32),
                            labels[row][keep].astype(np.int64))
-    result = []
-    for image_parts in parts:
-        if not image_parts:
-            result.append(Candidates.empty())
-            continue
-        boxes, scores, labels = zip(*image_parts)
-        result.append(Candidates(np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)))
-    return result
+    # Every image has at least one view (a plan has at least one scale).
+    return [Candidates(*(np.concatenate(column) for column in zip(*image_parts))) for image_parts in parts]

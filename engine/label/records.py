@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from engine.label.keypoints import Keypoints
 from engine.label.merge import Detections
 from engine.modelcard import ModelCard
@@ -22,20 +24,23 @@ from engine.modelcard import ModelCard
 
 def make_record(name: str, height: int, width: int, detections: Detections,
                 keypoints: Keypoints | None, card: ModelCard) -> dict[str, Any]:
+    # Rounded in NumPy, one call per array: a Python round() per value cost 6.6 ms for an
+    # image of 100 people against 0.39 ms (timed once, 200 calls each, in the keypoint
+    # thread where it is serial). For float32 inputs it gives the same doubles as round()
+    # (test_record_rounding_matches_python_round).
     category_ids = [int(c["id"]) for c in card.categories]
+    boxes = detections.boxes.astype(np.float64)
+    xywh = np.round(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1), 2).tolist()
+    scores = np.round(detections.scores.astype(np.float64), 5).tolist()
     points_of = {}
-    if keypoints is not None:
-        for row, xy, peaks in zip(keypoints.rows, keypoints.points, keypoints.scores):
-            values = []
-            for (x, y), s in zip(xy.tolist(), peaks.tolist()):
-                values += [round(x, 2), round(y, 2), round(s, 5)]
-            points_of[int(row)] = values
+    if keypoints is not None and len(keypoints.rows):
+        xy = np.round(keypoints.points.astype(np.float64), 2)
+        peaks = np.round(keypoints.scores.astype(np.float64), 5)[..., None]
+        values = np.concatenate([xy, peaks], axis=2).reshape(len(xy), -1).tolist()  # x, y, s per joint
+        points_of = dict(zip(keypoints.rows.tolist(), values))
     items = []
-    for row, (box, score, label) in enumerate(zip(detections.boxes.tolist(), detections.scores.tolist(),
-                                                  detections.labels.tolist())):
-        x1, y1, x2, y2 = box
-        item = {"bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "score": round(score, 5), "category_id": category_ids[label]}
+    for row, (box, score, label) in enumerate(zip(xywh, scores, detections.labels.tolist())):
+        item = {"bbox": box, "score": score, "category_id": category_ids[label]}
         if row in points_of:
             item["keypoints"] = points_of[row]
         items.append(item)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.label.batches import chunk_images
 from engine.label.decode import DEFAULT_MAX_PIXELS
 from engine.label.discover import open_sources
 from engine.label.labeler import Labeler, LabelSettings
@@ -77,7 +78,7 @@ def _session_threads(request: LabelRequest) -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def _model_entry(path: Path, backend) -> dict:
+def _model_entry(backend) -> dict:
     card = backend.card
     return {"task": card.task, "card_sha256": card.sha256(), "checkpoint_sha256": card.checkpoint_sha256,
             "model_name": card.model_name}
@@ -119,8 +120,8 @@ def label(request: LabelRequest) -> RunSummary:
             person = person_label_for(detector.card, keypoints.card)
         run_settings = {
             "input": {"images": str(root.resolve())} if request.images else {"list": str(request.list_file.resolve())},
-            "detector": _model_entry(request.detector, detector),
-            "keypoints": _model_entry(request.keypoints, keypoints) if keypoints else None,
+            "detector": _model_entry(detector),
+            "keypoints": _model_entry(keypoints) if keypoints else None,
             "labeling": settings.to_dict(),
             "max_pixels": max_pixels,
         }
@@ -133,12 +134,8 @@ def label(request: LabelRequest) -> RunSummary:
         }
         folder.manifest["categories"] = _categories(detector.card, keypoints.card if keypoints else None)
         labeler = Labeler(detector, keypoints, person, settings)
-        # Different images rarely share a view's padded shape unless they share a size;
-        # an image's original and mirrored views always do. A chunk of batch_size / 2
-        # images fills batches when the dump's images share sizes (as photos often do).
-        views_per_shape = 2 if plan.flip else 1
         pipeline = Pipeline(labeler, folder, request.workers, max_pixels,
-                            chunk_images=max(1, request.batch_size // views_per_shape),
+                            chunk_images=chunk_images(request.batch_size, plan),
                             progress=request.progress,
                             count_sources=lambda: open_sources(request.images, request.list_file)[1])
         summary = pipeline.run(sources)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.atomic import write_json_atomically, write_text_atomically
 from engine.errors import UserError
 
 FORMAT = "distill-predictions-v1"
@@ -29,15 +30,6 @@ FORMAT = "distill-predictions-v1"
 
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}.jsonl"
-
-
-def _write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
@@ -95,7 +87,7 @@ class RunFolder:
             self.manifest = {"format": FORMAT, "settings": settings, "shard_size": shard_size,
                              "shards": [], "complete": False, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
             self.failures_path.write_text("")
-            _write_json_atomically(self.manifest_path, self.manifest)
+            write_json_atomically(self.manifest_path, self.manifest, indent=1)
 
     @property
     def shard_size(self) -> int:
@@ -115,9 +107,7 @@ class RunFolder:
                         kept.append(line + "\n")
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut by the kill
-        tmp = self.failures_path.with_name(".failures.jsonl.tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.failures_path)
+        write_text_atomically(self.failures_path, "".join(kept))
 
     def commit(self, index: int, tmp: Path, first: str, images: int, failures: list[dict]) -> None:
         """Make shard `index` visible: failures appended, atomic rename, manifest updated."""
@@ -130,12 +120,12 @@ class RunFolder:
         self.manifest["shards"].append({"index": index, "file": shard_name(index), "first": first,
                                         "images": images, "failures": len(failures)})
         self.manifest["shards"].sort(key=lambda s: s["index"])
-        _write_json_atomically(self.manifest_path, self.manifest)
+        write_json_atomically(self.manifest_path, self.manifest, indent=1)
 
     def mark_complete(self, summary: dict[str, Any]) -> None:
         self.manifest["complete"] = True
         self.manifest["summary"] = summary
-        _write_json_atomically(self.manifest_path, self.manifest)
+        write_json_atomically(self.manifest_path, self.manifest, indent=1)
 
 
 class ShardWriter:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from engine.errors import UserError
-from engine.scaling import round_up, scale_factor
+from engine.scaling import round_up, scaled_size
 
 # The paper's plan: shorter side 400..1200 px in steps of 100, each also flipped.
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(400, 1201, 100))
@@ -95,19 +95,13 @@ class View:
         return out
 
 
-def view_size(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:
-    """(h, w) of the resized image, as engine.scaling.resize_to_scale makes it."""
-    factor = scale_factor(height, width, short_side, max_size)
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
 def make_views(image: np.ndarray, plan: TransformPlan, stride: int) -> list[View]:
     """Every view of `image` `(H, W, 3)` uint8 RGB, in `plan.passes()` order; padded sizes
     are multiples of `stride` (the detector's largest)."""
     height, width = image.shape[:2]
     views = []
     for scale, flipped in plan.passes():
-        h, w = view_size(height, width, scale, plan.max_size)
+        h, w = scaled_size(height, width, scale, plan.max_size)
         if not flipped or not views or views[-1].scale != scale:
             # cv2.resize wants (w, h); the mirrored view reuses the same resized pixels.
             resized = image if (h, w) == (height, width) else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)

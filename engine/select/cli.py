@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.label.shards import read_manifest
-    from engine.select.coco import select_labels, write_json
+    from engine.atomic import write_json_atomically
+    from engine.select.coco import select_labels
     from engine.select.predictions import iter_records
 
     manifest = read_manifest(args.predictions)
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
             "labeling": manifest["settings"]}
     data = select_labels(iter_records(args.predictions), manifest["categories"], threshold,
                          args.keypoint_threshold, info)
-    write_json(data, args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(args.out, data, ensure_ascii=False, separators=(",", ":"))
     print(f"wrote {args.out}: {len(data['images'])} images, {len(data['annotations'])} labels "
           f"(score >= {threshold})")
     return 0

@@ -8,11 +8,8 @@ re-threshold without relabeling.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 
@@ -45,11 +42,3 @@ def select_labels(records: Iterable[dict[str, Any]], categories: list[dict[str, 
     return {"info": {**info, "date_created": time.strftime("%Y-%m-%dT%H:%M:%S")},
             "images": images, "annotations": annotations, "categories": categories}
 
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
-    os.replace(tmp, path)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
+from engine.label.views import TransformPlan
 
 
 def instance_score(peaks: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             name, _, path = item.rpartition("=")
             labels = _load(Path(path))
             plan = labels.get("info", {}).get("labeling", {}).get("labeling", {}).get("plan")
-            views = len(plan["scales"]) * (2 if plan["flip"] else 1) if plan else "?"
+            views = len(TransformPlan(tuple(plan["scales"]), plan["flip"]).passes()) if plan else "?"
             rows.append((name or path, views, score_labels(gt, labels)))
     except UserError as error:
         print(f"evaluate: error: {error}", file=sys.stderr)

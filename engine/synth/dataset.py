@@ -7,14 +7,13 @@ the same seed write identical files, and a larger N extends a smaller one.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from engine.atomic import write_json_atomically
 from engine.coco_schema import KEYPOINT_NAMES, PERSON_CATEGORY_ID, SKELETON
 from engine.errors import UserError
 from engine.synth.config import SynthConfig
@@ -92,8 +91,5 @@ def generate_dataset(out_dir: Path, num_images: int, seed: int, shift: bool = Fa
         "categories": coco_categories(),
     }
     path = out_dir / "annotations.json"
-    # Write then rename, so a reader never sees half a file.
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dataset, separators=(",", ":")))
-    os.replace(tmp, path)
+    write_json_atomically(path, dataset, separators=(",", ":"))
     return path

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, shared_data_dir
+from tests.conftest import REPO_ROOT
 
 SUBPROCESS_TIMEOUT = 300
 ERROR_PREFIX = "distill label: error:"
@@ -227,22 +227,7 @@ def test_torch_backend_without_torch(models, images_dir, torchless_env, tmp_path
 
 
 # ---- 3. real photos -------------------------------------------------------------------
-REAL_DATA = shared_data_dir()
-REAL_SKIP_REASON = (f"real COCO data (coco-mini and coco-unlabeled) not found under {REAL_DATA} "
-                    "(set DISTILL_SHARED_DATA)")
-needs_real_data = pytest.mark.skipif(
-    not ((REAL_DATA / "coco-mini" / "annotations").is_dir() and (REAL_DATA / "coco-unlabeled" / "images").is_dir()),
-    reason=REAL_SKIP_REASON)
 UNLABELED_IMAGES = 24
-
-
-@pytest.fixture(scope="module")
-def coco_unlabeled() -> Path:
-    """The real unlabeled pool; tests using it skip where the folder is absent."""
-    root = shared_data_dir() / "coco-unlabeled"
-    if not (root / "images").is_dir():
-        pytest.skip(f"real COCO-unlabeled data not found at {root} (set DISTILL_SHARED_DATA)")
-    return root
 
 
 def _start(*args, log: Path) -> subprocess.Popen:
@@ -263,7 +248,6 @@ def _wait_all(processes: dict[str, tuple[subprocess.Popen, Path]]) -> None:
                 process.wait()
 
 
-@needs_real_data
 def test_label_and_select_real_photos(coco_mini, coco_unlabeled, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")

@@ -9,7 +9,6 @@ a convolution in another order for another batch size, which moves the last bits
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -279,3 +278,36 @@ def test_select_writes_coco_that_pycocotools_loads(reference_run, tmp_path):
     data = json.loads(strict.read_text())
     assert len(data["images"]) == len(records) and 1 <= len(data["annotations"]) < len(coco.anns)
     assert data["info"]["thresholds"]["score"] == top
+
+
+def test_record_rounding_matches_python_round():
+    """make_record rounds in NumPy; the record must equal one built with round() per value."""
+    from engine.label.keypoints import Keypoints
+    from engine.label.merge import Detections
+    from engine.label.records import make_record
+    from engine.modelcard import ModelCard
+
+    card = ModelCard(task="detect", categories=[{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+                     input_name="images", outputs=["boxes", "scores", "labels"], strides=[8], topk=100)
+    rng = np.random.default_rng(1)
+    for case in range(200):
+        n = int(rng.integers(0, 60))
+        boxes = rng.uniform(0, 1000, (n, 4)).astype(np.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = rng.integers(0, 2, n)
+        detections = Detections(boxes, rng.uniform(0, 1, n).astype(np.float32), labels)
+        rows = np.flatnonzero(labels == 0)
+        keypoints = Keypoints(rows, rng.uniform(0, 1000, (len(rows), 17, 2)).astype(np.float32),
+                              rng.uniform(0, 1, (len(rows), 17)).astype(np.float32)) if case % 3 else None
+        expected = []
+        for row, (box, score, label) in enumerate(zip(boxes.tolist(), detections.scores.tolist(), labels.tolist())):
+            x1, y1, x2, y2 = box
+            item = {"bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": round(score, 5), "category_id": [1, 3][label]}
+            if keypoints is not None and row in rows:
+                k = rows.tolist().index(row)
+                item["keypoints"] = [v for (x, y), s in zip(keypoints.points[k].tolist(), keypoints.scores[k].tolist())
+                                     for v in (round(x, 2), round(y, 2), round(s, 5))]
+            expected.append(item)
+        record = make_record("a.jpg", 5, 6, detections, keypoints, card)
+        assert json.dumps(record) == json.dumps({"file_name": "a.jpg", "width": 6, "height": 5, "detections": expected})
