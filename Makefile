@@ -3,11 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO := runs/demo
 # Extras installed into the local environment; add `trt` on a TensorRT box.
-EXTRAS ?= train,export,dev
+EXTRAS ?= train,export,plots,dev
 
-.PHONY: setup test demo demo-steps export clean
+.PHONY: setup test demo teacher export label select student loop report experiment clean
 
 setup: $(STAMP)
 
@@ -21,94 +20,159 @@ $(STAMP): pyproject.toml constraints.txt
 test: setup
 	$(BIN)/python -m pytest -q
 
-# ---- demo: synthetic data -> two tiny teachers -> COCO evaluation -> table ------------
-# Every step is a file target, so a second `make demo` reuses what the first one made
-# and an interrupted run resumes (`--resume` continues from the run's last checkpoint).
-# Each step prints "[demo] step NAME took N s", and the demo its total at the end.
-# Sized for about 3 minutes on a slow 2-core CPU (the training part: data, both teachers
-# and their evaluation): 320x320 images with larger people and objects, less clutter and
-# yaw (DEMO_SYNTH, SynthConfig overrides; see docs/synth.md), and short runs. Short runs
-# learn most per CPU second with small batches: the detector keeps the scaled LR
-# (0.02 x 2/16); the keypoint model needs 0.08 rather than the scaled 0.01 to get past
-# its flat start within 400 steps. More iterations give better teachers.
-DEMO_SYNTH ?= docs/demo-synth.json
-DEMO_TRAIN_IMAGES ?= 200
-DEMO_VAL_IMAGES ?= 50
-DEMO_DET_ITERS ?= 500
-DEMO_DET_BATCH ?= 2
-DEMO_DET_LR ?=
-DEMO_KP_ITERS ?= 400
-DEMO_KP_BATCH ?= 8
-DEMO_KP_LR ?= 0.08
-# Checkpoints often enough that an interrupted run has something to resume from.
-DEMO_CHECKPOINT_EVERY ?= 100
+# ---- the loop: teacher -> export -> label -> select -> student, round after round ------
+# Everything writes under RUN. Every step is a file target: a second run reuses what is
+# up to date, an interrupted training resumes from its last checkpoint (--resume) and an
+# interrupted labeling run from its manifest. Round k's teachers are round k-1's
+# students (round 1's are trained on the labeled set), so `make loop ROUNDS=2` labels a
+# second time with the first round's students, exported.
+#   make teacher                 both teachers, on the labeled set
+#   make export  [ROUND=k]       round k's teachers to ONNX (model card, parity checked)
+#   make label   [ROUND=k]       the unlabeled images, every transform (distill label)
+#   make select  [ROUND=k]       calibrated labels (distill select --labeled)
+#   make student [ROUND=k]       both students, from scratch, labeled + generated 6:4
+#   make loop ROUNDS=N           rounds 1..N, then each round's table
+# Data defaults to the demo's synthetic sets (made on demand); point the variables at
+# your own COCO files and image folders instead. UNLABELED_GT (hidden ground truth of
+# the unlabeled images) is only used to score the generated labels, when it exists.
+RUN ?= runs/demo
+MODEL ?= tiny
+LABELED_JSON ?= $(RUN)/data/train/annotations.json
+LABELED_IMAGES ?= $(RUN)/data/train/images
+VAL_JSON ?= $(RUN)/data/val/annotations.json
+VAL_IMAGES ?= $(RUN)/data/val/images
+UNLABELED_IMAGES ?= $(RUN)/data/unlabeled/images
+UNLABELED_GT ?= $(RUN)/data/unlabeled/annotations.json
+# Sized for about 5 minutes of `make demo` on a 2-core CPU: 320x320 images with larger
+# people and objects, less clutter and yaw (SYNTH, SynthConfig overrides; docs/synth.md).
+# Short runs learn most per CPU second with small batches: the detector keeps the scaled
+# LR (0.02 x 2/16); the keypoint model needs 0.08 rather than the scaled 0.01 to get past
+# its flat start within a few hundred steps. More iterations give better models.
+SYNTH ?= docs/demo-synth.json
+TRAIN_IMAGES ?= 200
+VAL_IMAGES_COUNT ?= 50
+UNLABELED_COUNT ?= 60
+DET_ITERS ?= 400
+DET_BATCH ?= 2
+DET_LR ?=
+KP_ITERS ?= 300
+KP_BATCH ?= 8
+KP_LR ?= 0.08
+# Students: --schedule-scale lengthens their schedule for the extra data (the paper
+# trains them longer); RATIO is the labeled fraction of every minibatch (6:4).
+SCHEDULE_SCALE ?= 1.3
+RATIO ?= 0.6
+# Transforms: shorter sides FIRST:LAST:STEP, each mirrored (the teachers train at 256..352).
+SCALES ?= 256:384:64
+MAX_DETECTIONS ?= 20
+CHECKPOINT_EVERY ?= 100
+ROUND ?= 1
+ROUNDS ?= 1
+
 TIMED = bash scripts/timed.sh
-DATA_ARGS = --train-json $(DEMO)/data/train/annotations.json --train-images $(DEMO)/data/train/images \
-	--val-json $(DEMO)/data/val/annotations.json --val-images $(DEMO)/data/val/images
-
+DATA_ARGS = --train-json $(LABELED_JSON) --train-images $(LABELED_IMAGES) --val-json $(VAL_JSON) --val-images $(VAL_IMAGES)
 # --resume only where an interrupted run left a checkpoint behind.
-resume_if_started = $(if $(wildcard $(DEMO)/$(1)/last.pt $(DEMO)/$(1)/model.pt),--resume)
+resume_train = $(if $(wildcard $(1)/last.pt $(1)/model.pt),--resume)
+resume_label = $(if $(wildcard $(1)/manifest.json),--resume)
+# Round k's teacher run folder for model $(2) (detector | keypoints).
+teacher_of = $(if $(filter 1,$(1)),$(RUN)/teacher-$(2),$(RUN)/round$(shell expr $(1) - 1)/student-$(2))
+TRAIN_DETECTOR = $(BIN)/distill train --task detect --model $(MODEL) --iters $(DET_ITERS) --batch-size $(DET_BATCH) \
+	$(if $(DET_LR),--lr $(DET_LR)) --checkpoint-every $(CHECKPOINT_EVERY) $(DATA_ARGS)
+TRAIN_KEYPOINTS = $(BIN)/distill train --task keypoints --model $(MODEL) --iters $(KP_ITERS) --batch-size $(KP_BATCH) \
+	$(if $(KP_LR),--lr $(KP_LR)) --checkpoint-every $(CHECKPOINT_EVERY) $(DATA_ARGS)
+LABEL = $(BIN)/distill label --scales $(SCALES) --max-detections $(MAX_DETECTIONS) --no-progress
 
+teacher: $(RUN)/teacher-detector/metrics.json $(RUN)/teacher-keypoints/metrics.json
+export: $(RUN)/round$(ROUND)/detector.onnx $(RUN)/round$(ROUND)/keypoints.onnx
+label: $(RUN)/round$(ROUND)/labels.done
+select: $(RUN)/round$(ROUND)/generated.json
+student: $(RUN)/round$(ROUND)/student-detector/metrics.json $(RUN)/round$(ROUND)/student-keypoints/metrics.json
+
+# Rounds one after the other (round k needs round k-1's students), then their tables.
+loop:
+	@for round in $$(seq 1 $(ROUNDS)); do \
+		$(MAKE) --no-print-directory student report ROUND=$$round || exit 1; done
+
+$(RUN)/teacher-detector/metrics.json: $(LABELED_JSON) $(VAL_JSON)
+	$(TIMED) "step teacher-detector" $(TRAIN_DETECTOR) --out $(@D) $(call resume_train,$(@D))
+
+$(RUN)/teacher-keypoints/metrics.json: $(LABELED_JSON) $(VAL_JSON)
+	$(TIMED) "step teacher-keypoints" $(TRAIN_KEYPOINTS) --out $(@D) $(call resume_train,$(@D))
+
+# Round k's rules, written out for k = 1..max(ROUND, ROUNDS): pattern rules cannot chain
+# through themselves (round 2's teacher is round 1's student), explicit rules can.
+define ROUND_RULES
+$(RUN)/round$(1)/detector.onnx: $(call teacher_of,$(1),detector)/metrics.json
+	$(TIMED) "step export-detector (round $(1))" $(BIN)/distill export onnx \
+		--checkpoint $(call teacher_of,$(1),detector)/model.pt --out $$@
+
+$(RUN)/round$(1)/keypoints.onnx: $(call teacher_of,$(1),keypoints)/metrics.json
+	$(TIMED) "step export-keypoints (round $(1))" $(BIN)/distill export onnx \
+		--checkpoint $(call teacher_of,$(1),keypoints)/model.pt --out $$@
+
+$(RUN)/round$(1)/labels.done: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx | $(UNLABELED_IMAGES)
+	$(TIMED) "step label (round $(1))" $(LABEL) --detector $(RUN)/round$(1)/detector.onnx \
+		--keypoints $(RUN)/round$(1)/keypoints.onnx --images $(UNLABELED_IMAGES) --out $(RUN)/round$(1)/labels \
+		$$(call resume_label,$(RUN)/round$(1)/labels)
+	touch $$@
+
+$(RUN)/round$(1)/generated.json: $(RUN)/round$(1)/labels.done $(LABELED_JSON)
+	$(TIMED) "step select (round $(1))" $(BIN)/distill select --predictions $(RUN)/round$(1)/labels \
+		--labeled $(LABELED_JSON) --out $$@
+
+$(RUN)/round$(1)/student-detector/metrics.json: $(RUN)/round$(1)/generated.json
+	$(TIMED) "step student-detector (round $(1))" $(TRAIN_DETECTOR) --schedule-scale $(SCHEDULE_SCALE) \
+		--pseudo-json $$< --pseudo-images $(UNLABELED_IMAGES) --ratio $(RATIO) --out $$(@D) $$(call resume_train,$$(@D))
+
+$(RUN)/round$(1)/student-keypoints/metrics.json: $(RUN)/round$(1)/generated.json
+	$(TIMED) "step student-keypoints (round $(1))" $(TRAIN_KEYPOINTS) --schedule-scale $(SCHEDULE_SCALE) \
+		--pseudo-json $$< --pseudo-images $(UNLABELED_IMAGES) --ratio $(RATIO) --out $$(@D) $$(call resume_train,$$(@D))
+
+# The round's table. TTA: its exported teachers label the validation images, same plan.
+$(RUN)/round$(1)/val-tta.json: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx
+	$(TIMED) "step label-val-tta (round $(1))" $(LABEL) --detector $(RUN)/round$(1)/detector.onnx \
+		--keypoints $(RUN)/round$(1)/keypoints.onnx --images $(VAL_IMAGES) --out $(RUN)/round$(1)/val-tta \
+		$$(call resume_label,$(RUN)/round$(1)/val-tta)
+	$(BIN)/distill select --predictions $(RUN)/round$(1)/val-tta --out $$@ > /dev/null
+endef
+LAST_ROUND = $(shell echo $$(( $(ROUND) > $(ROUNDS) ? $(ROUND) : $(ROUNDS) )))
+$(foreach k,$(shell seq 1 $(LAST_ROUND)),$(eval $(call ROUND_RULES,$(k))))
+
+# Keypoint AP on the detector's own boxes (distill eval --detector), as the labels have.
+%-keypoints/keypoints-e2e.json: %-keypoints/metrics.json %-detector/metrics.json
+	$(TIMED) "step eval-keypoints-e2e $(patsubst $(RUN)/%,%,$*)" $(BIN)/distill eval --checkpoint $*-keypoints/model.pt \
+		--detector $*-detector/model.pt --json $(VAL_JSON) --images $(VAL_IMAGES) --out $@ > /dev/null
+
+report: $(RUN)/round$(ROUND)/val-tta.json $(call teacher_of,$(ROUND),keypoints)/keypoints-e2e.json \
+		$(RUN)/round$(ROUND)/student-keypoints/keypoints-e2e.json $(RUN)/round$(ROUND)/student-detector/metrics.json
+	@$(BIN)/python -m engine.select.report --round $(ROUND) \
+		--teacher $(call teacher_of,$(ROUND),detector)/metrics.json $(call teacher_of,$(ROUND),keypoints)/keypoints-e2e.json \
+		--tta $(RUN)/round$(ROUND)/val-tta.json --val-gt $(VAL_JSON) --generated $(RUN)/round$(ROUND)/generated.json \
+		$(if $(wildcard $(UNLABELED_GT)),--generated-gt $(UNLABELED_GT)) \
+		--student $(RUN)/round$(ROUND)/student-detector/metrics.json $(RUN)/round$(ROUND)/student-keypoints/keypoints-e2e.json
+
+# ---- synthetic data for the demo (any variable above can point at real data instead) ----
+$(RUN)/data/train/annotations.json: $(SYNTH) | $(STAMP)
+	$(TIMED) "step synth-train" $(BIN)/distill synth --out $(@D) --images $(TRAIN_IMAGES) --seed 1 --config $(SYNTH)
+
+$(RUN)/data/val/annotations.json: $(SYNTH) | $(STAMP)
+	$(TIMED) "step synth-val" $(BIN)/distill synth --out $(@D) --images $(VAL_IMAGES_COUNT) --seed 2 --config $(SYNTH)
+
+$(RUN)/data/unlabeled/annotations.json: $(SYNTH) | $(STAMP)
+	$(TIMED) "step synth-unlabeled" $(BIN)/distill synth --out $(@D) --images $(UNLABELED_COUNT) --seed 3 --config $(SYNTH)
+
+$(RUN)/data/train/images: $(RUN)/data/train/annotations.json
+$(RUN)/data/val/images: $(RUN)/data/val/annotations.json
+$(RUN)/data/unlabeled/images: $(RUN)/data/unlabeled/annotations.json
+
+# ---- demo: the whole loop, one round, small, on the CPU; its time per step and in all ---
 # A sub-make, so that the total covers every step (variables given to `make demo` pass on).
 demo:
-	@$(TIMED) "make demo: all steps" $(MAKE) --no-print-directory demo-steps
+	@$(TIMED) "make demo: all steps" $(MAKE) --no-print-directory loop ROUNDS=1
 
-demo-steps: $(DEMO)/detector/metrics.json $(DEMO)/keypoints/metrics.json $(DEMO)/labels/ensemble.json $(DEMO)/labels/single.json
-	$(TIMED) "step summary" $(BIN)/python -m trainer.summary $(DEMO)/detector $(DEMO)/keypoints
-	@echo "labels of $(DEMO_UNLABELED_IMAGES) unlabeled images, scored against their hidden ground truth"
-	@echo "(single: one pass at $(DEMO_SINGLE_SCALE) px; ensemble: $(DEMO_SCALES) each mirrored; keypoints on the labels' own person boxes):"
-	$(TIMED) "step score-labels" $(BIN)/python -m engine.select.evaluate --gt $(DEMO)/data/unlabeled/annotations.json \
-		--labels single=$(DEMO)/labels/single.json --labels ensemble=$(DEMO)/labels/ensemble.json
-
-# ---- label: the exported teachers label an unlabeled synthetic set -----------------------
-# Its annotations.json is ground truth the engine never reads: only the score step uses it.
-# The full plan at scales suited to 320 px images (the teachers train at 256..352): 7
-# shorter sides x mirror = 14 passes, against the single pass at the teachers' test size.
-DEMO_UNLABELED_IMAGES ?= 60
-DEMO_SCALES ?= 224:416:32
-DEMO_SINGLE_SCALE ?= 320
-LABEL_ARGS = --detector $(DEMO)/detector.onnx --keypoints $(DEMO)/keypoints.onnx \
-	--images $(DEMO)/data/unlabeled/images --no-progress
-# --resume only where an interrupted labeling run left a manifest behind.
-resume_label = $(if $(wildcard $(DEMO)/labels/$(1)/manifest.json),--resume)
-
-$(DEMO)/data/unlabeled/annotations.json: $(DEMO_SYNTH) | $(STAMP)
-	$(TIMED) "step synth-unlabeled" $(BIN)/distill synth --out $(DEMO)/data/unlabeled \
-		--images $(DEMO_UNLABELED_IMAGES) --seed 3 $(if $(DEMO_SYNTH),--config $(DEMO_SYNTH))
-
-$(DEMO)/labels/ensemble.json: $(DEMO)/detector.onnx $(DEMO)/keypoints.onnx $(DEMO)/data/unlabeled/annotations.json
-	$(TIMED) "step label-ensemble" $(BIN)/distill label $(LABEL_ARGS) --scales $(DEMO_SCALES) \
-		--out $(DEMO)/labels/ensemble $(call resume_label,ensemble)
-	$(TIMED) "step select-ensemble" $(BIN)/distill select --predictions $(DEMO)/labels/ensemble --out $@
-
-$(DEMO)/labels/single.json: $(DEMO)/detector.onnx $(DEMO)/keypoints.onnx $(DEMO)/data/unlabeled/annotations.json
-	$(TIMED) "step label-single" $(BIN)/distill label $(LABEL_ARGS) --scales $(DEMO_SINGLE_SCALE) --no-flip \
-		--no-keypoint-flip --out $(DEMO)/labels/single $(call resume_label,single)
-	$(TIMED) "step select-single" $(BIN)/distill select --predictions $(DEMO)/labels/single --out $@
-
-$(DEMO)/data/train/annotations.json: $(DEMO_SYNTH) | $(STAMP)
-	$(TIMED) "step synth-train" $(BIN)/distill synth --out $(DEMO)/data/train --images $(DEMO_TRAIN_IMAGES) \
-		--seed 1 $(if $(DEMO_SYNTH),--config $(DEMO_SYNTH))
-
-$(DEMO)/data/val/annotations.json: $(DEMO_SYNTH) | $(STAMP)
-	$(TIMED) "step synth-val" $(BIN)/distill synth --out $(DEMO)/data/val --images $(DEMO_VAL_IMAGES) \
-		--seed 2 $(if $(DEMO_SYNTH),--config $(DEMO_SYNTH))
-
-$(DEMO)/detector/metrics.json: $(DEMO)/data/train/annotations.json $(DEMO)/data/val/annotations.json
-	$(TIMED) "step train-detector" $(BIN)/distill train --task detect --model tiny --iters $(DEMO_DET_ITERS) \
-		--batch-size $(DEMO_DET_BATCH) $(if $(DEMO_DET_LR),--lr $(DEMO_DET_LR)) --checkpoint-every $(DEMO_CHECKPOINT_EVERY) \
-		--out $(DEMO)/detector $(call resume_if_started,detector) $(DATA_ARGS)
-
-$(DEMO)/keypoints/metrics.json: $(DEMO)/data/train/annotations.json $(DEMO)/data/val/annotations.json
-	$(TIMED) "step train-keypoints" $(BIN)/distill train --task keypoints --model tiny --iters $(DEMO_KP_ITERS) \
-		--batch-size $(DEMO_KP_BATCH) $(if $(DEMO_KP_LR),--lr $(DEMO_KP_LR)) --checkpoint-every $(DEMO_CHECKPOINT_EVERY) \
-		--out $(DEMO)/keypoints $(call resume_if_started,keypoints) $(DATA_ARGS)
-
-# ---- export: the demo's teachers to ONNX (model card inside, parity check vs PyTorch) --
-export: $(DEMO)/detector.onnx $(DEMO)/keypoints.onnx
-
-$(DEMO)/%.onnx: $(DEMO)/%/metrics.json
-	$(TIMED) "step export-$*" $(BIN)/distill export onnx --checkpoint $(DEMO)/$*/model.pt --out $@
+# ---- the paper's Table 1 in miniature (about 2 hours; resumable) -----------------------
+experiment: setup
+	$(BIN)/python -m benchmarks.distillation --out runs/experiment
 
 clean:
 	rm -rf $(VENV) runs

@@ -22,7 +22,17 @@ def register(subparsers) -> None:
     train.add_argument("--lr", type=float, help="base LR override (default: config LR x batch/16)")
     train.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints (0: only at the end)")
     train.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    train.add_argument("--init", help="initial weights from a distill checkpoint (matching tensors only)")
+    train.add_argument("--init", help="initial weights from a distill checkpoint (matching tensors only): "
+                       "fine-tune instead of training from scratch")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="change one field of the model config, VALUE in JSON (repeatable), e.g. "
+                            "--set train_min_sizes=[160,192] --set test_min_size=176")
+    train.add_argument("--pseudo-json", help="generated labels (distill select) to train a student on, beside the labeled set")
+    train.add_argument("--pseudo-images", help="folder the generated labels' file names are relative to (the labeled run's input)")
+    train.add_argument("--ratio", type=float, default=0.6,
+                       help="expected labeled fraction of every minibatch with --pseudo-json (default 0.6: the paper's 6:4)")
+    train.add_argument("--schedule-scale", type=float, default=1.0,
+                       help="multiply --iters by X; the LR steps (70%%, 90%%) move with it (default 1)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, help="torch CPU threads (default: available cores / processes)")
     train.set_defaults(func=run_train)
@@ -33,6 +43,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--images", required=True, help="folder of its images")
     evaluate.add_argument("--detector", help="detector checkpoint: keypoints on its person boxes instead of GT boxes")
     evaluate.add_argument("--threads", type=int)
+    evaluate.add_argument("--out", help="also write the stats JSON to this file")
     evaluate.set_defaults(func=run_eval)
 
 
@@ -44,6 +55,8 @@ def run_train(args: argparse.Namespace) -> int:
         iters=args.iters, batch_size=args.batch_size, out=args.out, val_json=args.val_json,
         val_images=args.val_images, resume=args.resume, lr=args.lr, checkpoint_every=args.checkpoint_every,
         workers=args.workers, init=args.init, seed=args.seed, threads=args.threads,
+        overrides=tuple(args.overrides), pseudo_json=args.pseudo_json, pseudo_images=args.pseudo_images, ratio=args.ratio,
+        schedule_scale=args.schedule_scale,
     )
     metrics = train(options)
     ap = {k: v for k, v in metrics.items() if k in ("bbox_AP", "keypoints_AP")}
@@ -88,4 +101,8 @@ def run_eval(args: argparse.Namespace) -> int:
         stats = evaluate_keypoints(model, coco, args.images, device, config.padding, detector, detector_meta)
         stats = {f"keypoints_{k}": v for k, v in stats.items()}
     print(json.dumps(stats))
+    if args.out:
+        from engine.atomic import write_json_atomically
+
+        write_json_atomically(args.out, stats, indent=2)
     return 0

@@ -162,3 +162,37 @@ def config_from_dict(task: str, data: dict) -> DetectorConfig | KeypointConfig:
         return klass(**kwargs)
 
     return build(cls, data)
+
+
+# Fields an override may not change: they shape the network or its checkpoint contract.
+_FIXED_FIELDS = ("backbone",)
+
+
+def override_config(config: DetectorConfig | KeypointConfig, assignments: list[str]) -> DetectorConfig | KeypointConfig:
+    """A copy of `config` with `KEY=VALUE` assignments applied (VALUE in JSON: `0.01`,
+    `[160,192]`), as Detectron's command-line opts: input sizes, warmup, LR for a run on
+    small images. The changed config travels in the checkpoint like any other."""
+    import json
+
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or key not in fields or key in _FIXED_FIELDS:
+            allowed = ", ".join(k for k in fields if k not in _FIXED_FIELDS)
+            raise UserError(f"--set {assignment!r}: expected KEY=VALUE with KEY one of {allowed}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise UserError(f"--set {assignment!r}: {text!r} is not a JSON value") from None
+        current = getattr(config, key)
+        if isinstance(current, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, type(current[0])) for v in value) or not value:
+                raise UserError(f"--set {key}: expected a non-empty list like {list(current)}")
+            value = tuple(value)
+        elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif type(value) is not type(current):
+            raise UserError(f"--set {key}: expected a {type(current).__name__} like {current!r}")
+        changes[key] = value
+    return dataclasses.replace(config, **changes)

@@ -2,6 +2,10 @@
 
 Writes RUN/model.pt (final weights + optimizer/scheduler state for --resume),
 RUN/last.pt every --checkpoint-every iterations, and RUN/metrics.json.
+
+A student (data distillation) adds generated labels: `pseudo_json`/`pseudo_images` join
+the labeled set and every minibatch mixes the two at `ratio` (trainer.data.mixing);
+`schedule_scale` lengthens the run, the LR steps moving with it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from engine.coco_schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON
 from engine.errors import UserError
 from trainer import distributed
 from trainer.checkpoint import build_model, load_checkpoint, save_checkpoint
-from trainer.config import TASKS, config_to_dict, get_config
+from trainer.config import TASKS, config_to_dict, get_config, override_config
 from trainer.data.coco import category_table, load_coco
 from trainer.loop import CheckpointHook, ProgressHook, Trainer, cycle
 from trainer.schedule import WarmupMultiStepLR
@@ -43,6 +47,16 @@ class TrainOptions:
     init: str | None = None
     seed: int = 0
     threads: int | None = None
+    overrides: tuple[str, ...] = ()  # KEY=VALUE config changes (--set)
+    pseudo_json: str | None = None
+    pseudo_images: str | None = None
+    ratio: float = 0.6
+    schedule_scale: float = 1.0
+
+    @property
+    def total_iters(self) -> int:
+        """Iterations after --schedule-scale (the LR steps are fractions of this)."""
+        return max(1, round(self.iters * self.schedule_scale))
 
 
 def set_threads(threads: int | None) -> None:
@@ -59,18 +73,27 @@ def set_threads(threads: int | None) -> None:
 def _worker_init(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     torch.set_num_threads(1)
-    # Each worker holds a copy of the dataset's RNG: reseed it so workers differ.
-    info.dataset.rng.seed(torch.initial_seed())
+    # Each worker holds a copy of the datasets' RNGs: reseed them so workers differ.
+    for number, dataset in enumerate(getattr(info.dataset, "datasets", [info.dataset])):
+        dataset.rng.seed(torch.initial_seed() + number)
 
 
 def check_options(options: TrainOptions) -> None:
     if options.task not in TASKS:
         raise UserError(f"unknown task {options.task!r} (choose from {', '.join(TASKS)})")
-    get_config(options.task, options.model)  # unknown model name -> UserError
+    override_config(get_config(options.task, options.model), list(options.overrides))  # bad name or --set -> UserError
     if options.iters <= 0 or options.batch_size <= 0:
         raise UserError("--iters and --batch-size must be positive")
     if (options.val_json is None) != (options.val_images is None):
         raise UserError("--val-json and --val-images go together")
+    if (options.pseudo_json is None) != (options.pseudo_images is None):
+        raise UserError("--pseudo-json and --pseudo-images go together")
+    if options.schedule_scale <= 0:
+        raise UserError(f"--schedule-scale must be positive, got {options.schedule_scale}")
+    if options.pseudo_json is not None:
+        from trainer.data.mixing import check_ratio
+
+        check_ratio(options.ratio, options.batch_size)
     if options.batch_size % distributed.world_size():
         raise UserError(f"--batch-size {options.batch_size} is not divisible by {distributed.world_size()} processes")
 
@@ -101,7 +124,7 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
     set_threads(options.threads)
     seed = options.seed + distributed.rank()
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
-    config = get_config(options.task, options.model)
+    config = override_config(get_config(options.task, options.model), list(options.overrides))
     train_coco = load_coco(options.train_json, options.train_images)
     val_coco = load_coco(options.val_json, options.val_images) if options.val_json else None
     out = Path(options.out)
@@ -116,20 +139,16 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         if resume_ckpt["task"] != options.task or resume_ckpt["model_name"] != options.model:
             raise UserError(f"--resume: {out} holds a {resume_ckpt['task']}/{resume_ckpt['model_name']} run")
 
-    if options.task == "detect":
-        from trainer.data.detection import DetectionCollate, DetectionDataset
-
-        dataset = DetectionDataset(train_coco, options.train_images, config.train_min_sizes, config.train_max_size, train=True, seed=seed)
-        categories = dataset.categories
-        collate = DetectionCollate(max(config.strides))
-    else:
-        from trainer.data.keypoints import KeypointDataset, keypoint_collate
-
-        dataset = KeypointDataset(train_coco, options.train_images, config, train=True, seed=seed)
-        categories = [c for c in category_table(train_coco) if c["id"] == _person_id(train_coco)]
-        collate = keypoint_collate
+    dataset, categories, collate = build_dataset(options.task, config, train_coco, options.train_images, seed)
     if len(dataset) == 0:
         raise UserError(f"{options.train_json} has nothing to train on for task {options.task!r}")
+    generated = None
+    if options.pseudo_json is not None:
+        pseudo_coco = load_coco(options.pseudo_json, options.pseudo_images)
+        check_same_categories(train_coco, pseudo_coco, options.pseudo_json)
+        generated, _, _ = build_dataset(options.task, config, pseudo_coco, options.pseudo_images, seed + 1, categories)
+        if len(generated) == 0:
+            raise UserError(f"{options.pseudo_json} has no generated label to train on for task {options.task!r}")
 
     model = build_model(options.task, config, len(categories)).to(device)
     if options.init and resume_ckpt is None:
@@ -143,7 +162,8 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         [{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}],
         lr=base_lr, momentum=0.9,
     )
-    scheduler = WarmupMultiStepLR(optimizer, base_lr, options.iters, config.warmup_iters)
+    total_iters = options.total_iters
+    scheduler = WarmupMultiStepLR(optimizer, base_lr, total_iters, config.warmup_iters)
     start_iter = 0
     if resume_ckpt is not None:
         model.load_state_dict(resume_ckpt["state_dict"])
@@ -158,9 +178,18 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     per_rank = options.batch_size // distributed.world_size()
-    sampler = distributed.InfiniteShardedSampler(len(dataset), seed=options.seed, start=start_iter * per_rank)
+    if generated is None:
+        sampler = distributed.InfiniteShardedSampler(len(dataset), seed=options.seed, start=start_iter * per_rank)
+        batching = {"batch_size": per_rank, "sampler": sampler}
+    else:
+        from trainer.data.mixing import MixedBatchSampler
+
+        batching = {"batch_sampler": MixedBatchSampler(
+            len(dataset), len(generated), options.batch_size, options.ratio, seed=options.seed, start=start_iter,
+            rank=distributed.rank(), world=distributed.world_size())}
+        dataset = torch.utils.data.ConcatDataset([dataset, generated])
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=per_rank, sampler=sampler, num_workers=options.workers, collate_fn=collate,
+        dataset, **batching, num_workers=options.workers, collate_fn=collate,
         worker_init_fn=_worker_init if options.workers > 0 else None, persistent_workers=options.workers > 0,
         pin_memory=device.type == "cuda",
     )
@@ -177,15 +206,16 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         ProgressHook(),
         CheckpointHook(options.checkpoint_every, lambda it: save(it, last_path)),
     ]
-    trainer = Trainer(train_model, optimizer, scheduler, cycle(loader), loss_fn, options.iters, start_iter, device, hooks)
-    if start_iter < options.iters:
+    trainer = Trainer(train_model, optimizer, scheduler, cycle(loader), loss_fn, total_iters, start_iter, device, hooks)
+    if start_iter < total_iters:
         trainer.train()
     if distributed.is_main_process():
         save(max(start_iter, trainer.iteration), final_path)
 
     metrics: dict = {
-        "task": options.task, "model": options.model, "iterations": options.iters,
-        "start_iteration": start_iter,
+        "task": options.task, "model": options.model, "iterations": total_iters,
+        "schedule_scale": options.schedule_scale, "start_iteration": start_iter,
+        "init": options.init, "generated": _generated_summary(options, generated),
         "batch_size": options.batch_size, "base_lr": base_lr,
         "train_seconds": round(getattr(hooks[0], "seconds", 0.0), 1),
         "final_loss": trainer.loss_history[-1] if trainer.loss_history else None,
@@ -208,6 +238,39 @@ def evaluate_model(task: str, model, config, coco, images_dir: str, categories: 
         return {f"bbox_{k}": v for k, v in stats.items()}
     stats = evaluate_keypoints(model, coco, images_dir, device, config.padding, quiet=quiet)
     return {f"keypoints_{k}": v for k, v in stats.items()}
+
+
+def build_dataset(task: str, config, coco, images_dir: str, seed: int, categories: list[dict] | None = None):
+    """(training dataset, categories [{"id", "name"}] in class-index order, collate function).
+
+    `categories` fixes the class indices (a generated set uses its labeled set's)."""
+    if task == "detect":
+        from trainer.data.detection import DetectionCollate, DetectionDataset
+
+        dataset = DetectionDataset(coco, images_dir, config.train_min_sizes, config.train_max_size, train=True,
+                                   seed=seed, categories=categories)
+        return dataset, dataset.categories, DetectionCollate(max(config.strides))
+    from trainer.data.keypoints import KeypointDataset, keypoint_collate
+
+    dataset = KeypointDataset(coco, images_dir, config, train=True, seed=seed)
+    if categories is None:
+        categories = [c for c in category_table(coco) if c["id"] == _person_id(coco)]
+    return dataset, categories, keypoint_collate
+
+
+def check_same_categories(labeled, generated, generated_path: str) -> None:
+    """UserError when the generated set names categories the labeled set lacks (or
+    renames one): its labels would land on the wrong classes."""
+    known = {c["id"]: c["name"] for c in category_table(labeled)}
+    foreign = [f"{c['id']}:{c['name']}" for c in category_table(generated) if known.get(c["id"]) != c["name"]]
+    if foreign:
+        raise UserError(f"--pseudo-json {generated_path}: categories not in the labeled set: {', '.join(foreign)}")
+
+
+def _generated_summary(options: TrainOptions, generated) -> dict | None:
+    if generated is None:
+        return None
+    return {"json": options.pseudo_json, "items": len(generated), "ratio": options.ratio}
 
 
 def _person_id(coco) -> int:

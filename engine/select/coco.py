@@ -9,20 +9,24 @@ re-threshold without relabeling.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
 def select_labels(records: Iterable[dict[str, Any]], categories: list[dict[str, Any]],
-                  score_threshold: float, keypoint_threshold: float, info: dict[str, Any]) -> dict[str, Any]:
-    """COCO dict from `records` keeping detections with score >= `score_threshold`;
+                  score_threshold: float | Mapping[int, float | None], keypoint_threshold: float,
+                  info: dict[str, Any]) -> dict[str, Any]:
+    """COCO dict from `records` keeping detections with score >= `score_threshold`, one
+    value or {category id: threshold} (None or a missing id: none of that category);
     keypoints with score >= `keypoint_threshold` get visibility 2, the others 0 (at 0, 0)."""
+    per_category = isinstance(score_threshold, Mapping)
     images, annotations = [], []
     for image_id, record in enumerate(records, 1):
         images.append({"id": image_id, "file_name": record["file_name"],
                        "width": record["width"], "height": record["height"]})
         for detection in record["detections"]:
-            if detection["score"] < score_threshold:
+            threshold = score_threshold.get(detection["category_id"]) if per_category else score_threshold
+            if threshold is None or detection["score"] < threshold:
                 continue
             x, y, w, h = detection["bbox"]
             annotation = {"id": len(annotations) + 1, "image_id": image_id,

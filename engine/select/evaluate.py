@@ -71,7 +71,13 @@ def score_labels(gt, labels: dict) -> dict[str, float]:
     return {"box_AP": box_ap, "box_AP50": box_ap50, "keypoint_AP": kp_ap, "keypoint_AP50": kp_ap50}
 
 
-def _load(path: Path) -> dict:
+def passes_of(labels: dict) -> int | str:
+    """The number of transforms the labels were made with ("?" when their info lacks the plan)."""
+    plan = labels.get("info", {}).get("labeling", {}).get("labeling", {}).get("plan")
+    return len(TransformPlan(tuple(plan["scales"]), plan["flip"]).passes()) if plan else "?"
+
+
+def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -92,10 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for item in args.labels:
             name, _, path = item.rpartition("=")
-            labels = _load(Path(path))
-            plan = labels.get("info", {}).get("labeling", {}).get("labeling", {}).get("plan")
-            views = len(TransformPlan(tuple(plan["scales"]), plan["flip"]).passes()) if plan else "?"
-            rows.append((name or path, views, score_labels(gt, labels)))
+            labels = read_json(Path(path))
+            rows.append((name or path, passes_of(labels), score_labels(gt, labels)))
     except UserError as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
         return 2

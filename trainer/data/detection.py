@@ -19,10 +19,12 @@ class DetectionDataset(torch.utils.data.Dataset):
     indices, "crowd" (K, 4) float32 xyxy ignore regions. meta: "image_id", "scale".
     """
 
-    def __init__(self, coco: COCO, images_dir: str, min_sizes: tuple[int, ...], max_size: int, train: bool, seed: int = 0):
+    def __init__(self, coco: COCO, images_dir: str, min_sizes: tuple[int, ...], max_size: int, train: bool,
+                 seed: int = 0, categories: list[dict] | None = None):
+        """`categories` ([{"id", "name"}], class-index order) defaults to the file's own."""
         self.coco, self.images_dir = coco, str(images_dir)
         self.ids = sorted(coco.getImgIds())
-        self.categories = category_table(coco)
+        self.categories = category_table(coco) if categories is None else categories
         self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}
         self.min_sizes, self.max_size, self.train = tuple(min_sizes), max_size, train
         self.rng = random.Random(seed)

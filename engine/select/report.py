@@ -1,0 +1,69 @@
+"""One round of the loop in one table: teacher, teacher with TTA, generated labels, student.
+
+    python -m engine.select.report --round 1 \
+        --teacher DET/metrics.json KP/e2e.json --tta VAL_TTA.json --val-gt VAL.json \
+        --generated PSEUDO.json --generated-gt UNLABELED.json \
+        --student DET/metrics.json KP/e2e.json
+
+Model rows (teacher, student) come from the trainer's COCO evaluation on the validation
+set: box AP from the detector's `metrics.json`, keypoint AP from `distill eval
+--detector` (keypoints on the detector's own person boxes, not ground-truth boxes, so
+that they compare with the label rows). Label rows are scored with `score_labels`: the
+teacher's test-time-augmented labels of the validation set, and the generated labels
+of the unlabeled set against its hidden ground truth (omitted without --generated-gt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.select.evaluate import passes_of, read_json as _read, score_labels
+
+
+def model_row(detector_metrics: Path, keypoint_stats: Path) -> tuple[float, float]:
+    """(box AP, keypoint AP) of a detector's metrics.json and a keypoint eval JSON."""
+    return _read(detector_metrics)["bbox_AP"], _read(keypoint_stats)["keypoints_AP"]
+
+
+def labels_row(labels: Path, gt_path: Path) -> tuple[float, float]:
+    """(box AP, keypoint AP) of a labels file against ground truth."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+    scores = score_labels(gt, _read(labels))
+    return scores["box_AP"], scores["keypoint_AP"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Teacher, TTA, generated-label and student AP of one round.")
+    parser.add_argument("--round", default="1")
+    parser.add_argument("--teacher", nargs=2, type=Path, required=True, metavar=("DET_METRICS", "KP_EVAL"))
+    parser.add_argument("--tta", type=Path, required=True, help="the teacher's labels of the validation images")
+    parser.add_argument("--val-gt", type=Path, required=True)
+    parser.add_argument("--generated", type=Path, required=True, help="distill select's labels of the unlabeled set")
+    parser.add_argument("--generated-gt", type=Path, help="the unlabeled set's hidden ground truth, when known")
+    parser.add_argument("--student", nargs=2, type=Path, required=True, metavar=("DET_METRICS", "KP_EVAL"))
+    args = parser.parse_args(argv)
+    try:
+        rows = [("teacher, one pass (val)", model_row(*args.teacher)),
+                (f"teacher + TTA, {passes_of(_read(args.tta))} passes (val)", labels_row(args.tta, args.val_gt))]
+        if args.generated_gt is not None:
+            rows.append(("generated labels (unlabeled)", labels_row(args.generated, args.generated_gt)))
+        rows.append(("student, one pass (val)", model_row(*args.student)))
+    except UserError as error:
+        print(f"report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"round {args.round}{'':<26} {'box AP':>7} {'kp AP':>7}")
+    for name, (box, keypoint) in rows:
+        print(f"{name:<34} {box:>7.3f} {keypoint:>7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
