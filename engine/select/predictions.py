@@ -26,3 +26,10 @@ def iter_records(out: Path) -> Iterator[dict[str, Any]]:
                         raise UserError(f"{path}:{number}: not a JSON record") from None
         except FileNotFoundError:
             raise UserError(f"{path} is listed in the manifest but missing") from None
+
+
+def run_categories(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    categories = manifest.get("categories")
+    if not isinstance(categories, list):
+        raise UserError(f"the run in {out} records no categories in its manifest; label it again")
+    return categories

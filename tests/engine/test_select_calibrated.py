@@ -266,7 +266,7 @@ def test_calibrated_select_follows_the_reference_rule(case, capsys):
 
 def test_selection_streams_the_records(case, monkeypatch):
     """No pass holds the records: when a record is read, the earlier ones are gone."""
-    import engine.select.cli as cli
+    import engine.select.calibrated as cli
 
     class Record(dict):  # a dict that a weak reference can follow
         pass
@@ -361,7 +361,7 @@ def test_folder_without_a_run_is_an_error(case, tmp_path, capsys):
 
 
 def test_errors_are_user_errors():
-    from engine.select.cli import labeled_statistics
+    from engine.select.labeled import labeled_statistics
 
     with pytest.raises(UserError, match="not COCO"):
         labeled_statistics({"images": [{}], "annotations": [{"bbox": [0, 0, 1, 1]}],

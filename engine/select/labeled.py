@@ -1,0 +1,84 @@
+"""The labeled set, as far as calibrated selection needs it: its counts, and whether its
+categories are the labeling run's."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+
+@dataclass
+class LabeledStatistics:
+    """What the calibrated rule needs of the labeled set: `images` (all of them, with or
+    without annotations), non-crowd `instances` per category id, the `person` category
+    (the one with "keypoints"), and over its non-crowd `people` with visible keypoints
+    the total number `visible` of those keypoints."""
+
+    images: int
+    instances: Counter
+    person: int | None
+    people: int
+    visible: int
+
+
+def read_labeled(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--labeled {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read --labeled {path}: {error}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "annotations")):
+        raise UserError(f"--labeled {path} is not a COCO dataset (no 'images' and 'annotations' lists)")
+    if not isinstance(data.get("categories"), list) or not data["categories"]:
+        raise UserError(f"--labeled {path} has no 'categories' list: the category ids cannot be matched")
+    if not data["images"]:
+        raise UserError(f"--labeled {path} lists no images: there is no mean per image to match")
+    return data
+
+
+def labeled_statistics(data: dict[str, Any], path: Path) -> LabeledStatistics:
+    """Counts of a COCO dataset dict `data` read from `path` (named in errors)."""
+    try:
+        person = next((int(c["id"]) for c in data["categories"] if c.get("keypoints")), None)
+        instances, people, visible = Counter(), 0, 0
+        for annotation in data["annotations"]:
+            if annotation.get("iscrowd", 0):
+                continue
+            category = int(annotation["category_id"])
+            instances[category] += 1
+            if category == person:
+                count = annotation.get("num_keypoints")
+                if count is None:
+                    count = sum(1 for v in annotation.get("keypoints", [])[2::3] if v > 0)
+                if count > 0:
+                    people, visible = people + 1, visible + int(count)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"--labeled {path}: a category or annotation is not COCO ({error!r})") from None
+    return LabeledStatistics(len(data["images"]), instances, person, people, visible)
+
+
+def check_categories(run: list[dict[str, Any]], labeled: list[dict[str, Any]], out: Path, path: Path) -> None:
+    """UserError unless the run and the labeled set share category ids with equal names.
+    Ids on one side only are allowed: a run category absent from the labeled set simply
+    gets no labels, a labeled category the run never predicts none either."""
+    try:
+        labeled_names = {int(c["id"]): c.get("name") for c in labeled}
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"--labeled {path}: a category is not COCO ({error!r})") from None
+    run_names = {int(c["id"]): c["name"] for c in run}
+    shared = sorted(run_names.keys() & labeled_names.keys())
+    if not shared:
+        raise UserError(f"--labeled {path} shares no category id with the run in {out} (labeled ids "
+                        f"{sorted(labeled_names)[:10]}, run ids {sorted(run_names)[:10]})")
+    differ = [i for i in shared if run_names[i] != labeled_names[i]]
+    if differ:
+        detail = "; ".join(f"{i} is {run_names[i]!r} in the run, {labeled_names[i]!r} in {path.name}"
+                           for i in differ[:5])
+        raise UserError(f"the run in {out} is from another label set than --labeled {path}: category ids "
+                        f"{differ} differ ({detail}{'; ...' if len(differ) > 5 else ''})")
