@@ -1,8 +1,8 @@
 """Print one table of the COCO figures in several training runs' `metrics.json`.
 
-    python -m trainer.summary runs/demo/detector runs/demo/keypoints
+    python -m trainer.summary runs/demo/teacher-detector runs/demo/round1/student-detector
 
-Plain JSON reading, no torch: the demo calls it after training to show what it got.
+Plain JSON reading, no torch: compare teachers and students of a loop at a glance.
 """
 
 from __future__ import annotations
