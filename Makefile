@@ -52,10 +52,10 @@ SYNTH ?= docs/demo-synth.json
 TRAIN_IMAGES ?= 200
 VAL_IMAGES_COUNT ?= 50
 UNLABELED_COUNT ?= 60
-DET_ITERS ?= 400
+DET_ITERS ?= 300
 DET_BATCH ?= 2
 DET_LR ?=
-KP_ITERS ?= 300
+KP_ITERS ?= 250
 KP_BATCH ?= 8
 KP_LR ?= 0.08
 # Students: --schedule-scale lengthens their schedule for the extra data (the paper
