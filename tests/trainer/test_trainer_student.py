@@ -156,3 +156,19 @@ def test_overrides_travel_in_the_checkpoint(synth_small, tmp_path):
                        overrides=("train_min_sizes=[128]", "test_min_size=144")))
     ckpt = torch.load(tmp_path / "run" / "model.pt", map_location="cpu", weights_only=True)
     assert ckpt["config"]["train_min_sizes"] == [128] and ckpt["config"]["test_min_size"] == 144
+
+
+def test_init_fine_tunes_from_a_checkpoint_and_scratch_does_not(synth_small, tmp_path):
+    """With LR 0 a step changes nothing (GroupNorm detector: no running statistics), so the
+    saved weights are exactly where training started: the --init checkpoint's, or random."""
+    def run(out, **kw):
+        train(TrainOptions(task="detect", train_json=str(synth_small["train_json"]),
+                           train_images=str(synth_small["train_images"]), model="tiny", iters=1, batch_size=2,
+                           out=str(tmp_path / out), workers=0, threads=2, checkpoint_every=0, **kw))
+        return torch.load(tmp_path / out / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+
+    teacher = run("teacher", seed=5)
+    tuned = run("tuned", init=str(tmp_path / "teacher" / "model.pt"), lr=0.0, seed=6)
+    scratch = run("scratch", lr=0.0, seed=6)
+    assert all(torch.equal(tuned[k], teacher[k]) for k in teacher)
+    assert not all(torch.equal(scratch[k], teacher[k]) for k in teacher)
