@@ -172,3 +172,33 @@ def test_init_fine_tunes_from_a_checkpoint_and_scratch_does_not(synth_small, tmp
     scratch = run("scratch", lr=0.0, seed=6)
     assert all(torch.equal(tuned[k], teacher[k]) for k in teacher)
     assert not all(torch.equal(scratch[k], teacher[k]) for k in teacher)
+
+
+def test_student_trains_under_torchrun_with_two_processes(synth_small, tmp_path):
+    """Two gloo ranks on the CPU: each takes its half of every mixed global minibatch."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    torchrun, distill = shutil.which("torchrun", path=str(bin_dir)), shutil.which("distill", path=str(bin_dir))
+    if torchrun is None or distill is None:
+        pytest.skip("torchrun or the distill entry point is not installed beside this Python")
+    pseudo = tmp_path / "pseudo.json"
+    pseudo_labels(synth_small["val_json"], pseudo, hide_joints=2)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    finished = subprocess.run(
+        [torchrun, "--nproc_per_node=2", f"--master_port={port}", distill, "train", "--task", "keypoints",
+         "--model", "tiny", "--iters", "2", "--batch-size", "4", "--workers", "0", "--threads", "1",
+         "--checkpoint-every", "0", "--train-json", str(synth_small["train_json"]),
+         "--train-images", str(synth_small["train_images"]), "--pseudo-json", str(pseudo),
+         "--pseudo-images", str(synth_small["val_images"]), "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["iterations"] == 2 and metrics["generated"]["items"] > 0
+    assert torch.load(tmp_path / "ddp" / "model.pt", map_location="cpu", weights_only=True)["iteration"] == 2
