@@ -52,7 +52,7 @@ def test_loop_runs_rounds_in_order_and_tables_each(tmp_path):
 def test_report_compares_like_with_like(tmp_path):
     lines = plan(tmp_path, "report")
     tta = index_of(lines, "distill label", "--images RUN/data/val/images", "--out RUN/round1/val-tta")
-    assert "--scales 256:384:64" in lines[tta]
+    assert "--scales 160:224:32" in lines[tta]
     index_of(lines, "distill eval --checkpoint RUN/teacher-keypoints/model.pt", "--detector RUN/teacher-detector/model.pt")
     student = index_of(lines, "distill eval --checkpoint RUN/round1/student-keypoints/model.pt",
                        "--detector RUN/round1/student-detector/model.pt")

@@ -44,6 +44,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--detector", help="detector checkpoint: keypoints on its person boxes instead of GT boxes")
     evaluate.add_argument("--threads", type=int)
     evaluate.add_argument("--out", help="also write the stats JSON to this file")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar and COCO table: only the JSON line")
     evaluate.set_defaults(func=run_eval)
 
 
@@ -86,7 +87,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if ckpt["task"] == "detect":
         if detector_ckpt is not None:
             raise UserError("--detector only applies to a keypoint checkpoint")
-        stats = evaluate_detector(model, coco, args.images, ckpt["categories"], config.test_min_size, config.test_max_size, device)
+        stats = evaluate_detector(model, coco, args.images, ckpt["categories"], config.test_min_size, config.test_max_size,
+                                  device, args.quiet)
         stats = {f"bbox_{k}": v for k, v in stats.items()}
     else:
         detector = detector_meta = None
@@ -98,7 +100,7 @@ def run_eval(args: argparse.Namespace) -> int:
             detector_meta = {"categories": detector_ckpt["categories"], "min_size": det_config.test_min_size, "max_size": det_config.test_max_size}
             if not any(c["name"] == "person" for c in detector_meta["categories"]):
                 raise UserError(f"--detector {args.detector} has no 'person' category")
-        stats = evaluate_keypoints(model, coco, args.images, device, config.padding, detector, detector_meta)
+        stats = evaluate_keypoints(model, coco, args.images, device, config.padding, detector, detector_meta, args.quiet)
         stats = {f"keypoints_{k}": v for k, v in stats.items()}
     print(json.dumps(stats))
     if args.out:
