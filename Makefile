@@ -56,12 +56,12 @@ UNLABELED_GT ?= $(RUN)/data/unlabeled/annotations.json
 SYNTH ?= docs/demo-synth.json
 TRAIN_IMAGES ?= 200
 VAL_IMAGES_COUNT ?= 50
-UNLABELED_COUNT ?= 150
-DET_ITERS ?= 500
+UNLABELED_COUNT ?= 100
+DET_ITERS ?= 300
 DET_BATCH ?= 2
 DET_LR ?=
 DET_SET ?= train_min_sizes=[160,176,192,208] test_min_size=192 train_max_size=384 test_max_size=384
-KP_ITERS ?= 300
+KP_ITERS ?= 250
 KP_BATCH ?= 8
 KP_LR ?= 0.08
 JOBS ?= 2
