@@ -57,7 +57,7 @@ SYNTH ?= docs/demo-synth.json
 TRAIN_IMAGES ?= 200
 VAL_IMAGES_COUNT ?= 50
 UNLABELED_COUNT ?= 100
-DET_ITERS ?= 300
+DET_ITERS ?= 500
 DET_BATCH ?= 2
 DET_LR ?=
 DET_SET ?= train_min_sizes=[160,176,192,208] test_min_size=192 train_max_size=384 test_max_size=384
@@ -72,7 +72,7 @@ SCHEDULE_SCALE ?= 1.3
 RATIO ?= 0.6
 # Transforms: shorter sides FIRST:LAST:STEP, each mirrored (the detector trains at 160..208).
 SCALES ?= 160:224:32
-MAX_DETECTIONS ?= 20
+MAX_DETECTIONS ?= 10
 CHECKPOINT_EVERY ?= 100
 ROUND ?= 1
 ROUNDS ?= 1
