@@ -47,7 +47,7 @@ AP_KEYS = {"detect": "bbox_AP", "keypoints": "keypoints_AP"}
 
 @dataclass
 class Sizes:
-    """What the experiment trains and labels; the defaults took about 100 minutes on this
+    """What the experiment trains and labels; the defaults took about 85 minutes on this
     project's 2-core CPU for two seeds (see the README)."""
 
     labeled: int = 300
