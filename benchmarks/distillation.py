@@ -68,8 +68,8 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> "Sizes":
-        """A smoke run of the whole script in a few minutes (the detector needs ~150 steps
-        before it finds people at all: fewer leave the keypoint students nothing to learn)."""
+        """A smoke run of the whole script: small sets, short runs (the detector needs ~150
+        steps before it finds people at all: fewer leave the keypoint students nothing)."""
         return cls(labeled=60, unlabeled=40, val=20, det_iters=150, kp_iters=40, schedule_scale=1.0)
 
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/experiment"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script end to end in minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: check the script end to end")
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
     args.out.mkdir(parents=True, exist_ok=True)
