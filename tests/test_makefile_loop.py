@@ -59,3 +59,16 @@ def test_report_compares_like_with_like(tmp_path):
     report = index_of(lines, "engine.select.report", "--tta RUN/round1/val-tta.json",
                       "--student RUN/round1/student-detector/metrics.json RUN/round1/student-keypoints/keypoints-e2e.json")
     assert tta < report and student < report
+
+
+def test_interrupted_steps_resume(tmp_path):
+    run = tmp_path / "run"
+    (run / "round1" / "student-detector").mkdir(parents=True)
+    (run / "round1" / "student-detector" / "last.pt").write_bytes(b"")
+    (run / "round1" / "labels").mkdir()
+    (run / "round1" / "labels" / "manifest.json").write_text("{}")
+    lines = plan(tmp_path, "student")
+    assert "--resume" in lines[index_of(lines, "distill label", "--out RUN/round1/labels")]
+    assert "--resume" in lines[index_of(lines, "distill train --task detect", "--out RUN/round1/student-detector")]
+    assert "--resume" not in lines[index_of(lines, "distill train --task keypoints", "--out RUN/round1/student-keypoints")]
+    assert "--resume" not in lines[index_of(lines, "distill train --task detect", "--out RUN/teacher-detector")]
