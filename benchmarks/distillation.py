@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.select.evaluate import score_label_file
+
 STUDENTS = {
     "a": "supervised, labeled only",
     "b": "distilled, similar unlabeled",
@@ -161,20 +163,6 @@ def label_and_select(steps: Steps, sizes: Sizes, data: dict[str, Path], seed_dir
     return labels
 
 
-def score_labels(labels: Path, gt: Path) -> dict[str, float]:
-    """Box and keypoint AP of generated labels against the hidden ground truth."""
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-
-    from engine.select.evaluate import score_labels as score
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO(str(gt))
-    return score(truth, json.loads(labels.read_text()))
-
-
 def run_seed(steps: Steps, sizes: Sizes, data: dict[str, Path], seed: int) -> dict:
     seed_dir = steps.out / f"seed{seed}"
     result: dict = {"teacher": {}, "labels": {}, "students": {}}
@@ -194,7 +182,7 @@ def run_seed(steps: Steps, sizes: Sizes, data: dict[str, Path], seed: int) -> di
     }
     for key in ("b", "c", "d"):
         labels, source = generated[key]
-        result["labels"][key] = score_labels(labels, source / "annotations.json")
+        result["labels"][key] = score_label_file(labels, source / "annotations.json")
     for task in ("detect", "keypoints"):
         for key in STUDENTS:
             pseudo = None if key == "a" else (generated[key][0], generated[key][1] / "images")

@@ -254,7 +254,8 @@ def build_dataset(task: str, config, coco, images_dir: str, seed: int, categorie
 
     dataset = KeypointDataset(coco, images_dir, config, train=True, seed=seed)
     if categories is None:
-        categories = [c for c in category_table(coco) if c["id"] == _person_id(coco)]
+        person = _person_id(coco)
+        categories = [c for c in category_table(coco) if c["id"] == person]
     return dataset, categories, keypoint_collate
 
 

@@ -84,8 +84,9 @@ def _select_fixed(args: argparse.Namespace, manifest: dict[str, Any], info: dict
     if not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold must be in [0, 1], got {threshold}")
     info = {**info, "thresholds": {"rule": "fixed", "score": threshold, "keypoint": keypoint}}
-    data = select_labels(iter_records(args.predictions), run_categories(args.predictions, manifest),
-                         threshold, keypoint, info)
+    categories = run_categories(args.predictions, manifest)
+    data = select_labels(iter_records(args.predictions), categories,
+                         {int(c["id"]): threshold for c in categories}, keypoint, info)
     if not data["images"]:
         raise UserError(f"{args.predictions} holds no records (no finished shard with an image)")
     return data

@@ -14,18 +14,18 @@ from typing import Any
 
 
 def select_labels(records: Iterable[dict[str, Any]], categories: list[dict[str, Any]],
-                  score_threshold: float | Mapping[int, float | None], keypoint_threshold: float,
+                  thresholds: Mapping[int, float | None], keypoint_threshold: float,
                   info: dict[str, Any]) -> dict[str, Any]:
-    """COCO dict from `records` keeping detections with score >= `score_threshold`, one
-    value or {category id: threshold} (None or a missing id: none of that category);
-    keypoints with score >= `keypoint_threshold` get visibility 2, the others 0 (at 0, 0)."""
-    per_category = isinstance(score_threshold, Mapping)
+    """COCO dict from `records` keeping detections with score >= their category's
+    threshold in `thresholds` {category id: threshold} (None or a missing id: none of that
+    category); keypoints with score >= `keypoint_threshold` get visibility 2, the others
+    0 (at 0, 0)."""
     images, annotations = [], []
     for image_id, record in enumerate(records, 1):
         images.append({"id": image_id, "file_name": record["file_name"],
                        "width": record["width"], "height": record["height"]})
         for detection in record["detections"]:
-            threshold = score_threshold.get(detection["category_id"]) if per_category else score_threshold
+            threshold = thresholds.get(detection["category_id"])
             if threshold is None or detection["score"] < threshold:
                 continue
             x, y, w, h = detection["bbox"]

@@ -71,6 +71,19 @@ def score_labels(gt, labels: dict) -> dict[str, float]:
     return {"box_AP": box_ap, "box_AP50": box_ap50, "keypoint_AP": kp_ap, "keypoint_AP50": kp_ap50}
 
 
+def load_ground_truth(path: Path):
+    """pycocotools COCO of `path`, without its index-building chatter on stdout."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+def score_label_file(labels: Path, gt: Path) -> dict[str, float]:
+    """`score_labels` of the labels file `labels` against the ground-truth file `gt`."""
+    return score_labels(load_ground_truth(gt), read_json(Path(labels)))
+
+
 def passes_of(labels: dict) -> int | str:
     """The number of transforms the labels were made with ("?" when their info lacks the plan)."""
     plan = labels.get("info", {}).get("labeling", {}).get("labeling", {}).get("plan")
@@ -90,11 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", required=True, action="append", metavar="NAME=LABELS.json",
                         help="a labels file to score, named in the table (repeatable)")
     args = parser.parse_args(argv)
-    from pycocotools.coco import COCO
-
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            gt = COCO(str(args.gt))
+        gt = load_ground_truth(args.gt)
         rows = []
         for item in args.labels:
             name, _, path = item.rpartition("=")

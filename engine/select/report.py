@@ -16,13 +16,11 @@ of the unlabeled set against its hidden ground truth (omitted without --generate
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.select.evaluate import passes_of, read_json as _read, score_labels
+from engine.select.evaluate import passes_of, read_json as _read, score_label_file
 
 
 def model_row(detector_metrics: Path, keypoint_stats: Path) -> tuple[float, float]:
@@ -32,11 +30,7 @@ def model_row(detector_metrics: Path, keypoint_stats: Path) -> tuple[float, floa
 
 def labels_row(labels: Path, gt_path: Path) -> tuple[float, float]:
     """(box AP, keypoint AP) of a labels file against ground truth."""
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-    scores = score_labels(gt, _read(labels))
+    scores = score_label_file(labels, gt_path)
     return scores["box_AP"], scores["keypoint_AP"]
 
 
