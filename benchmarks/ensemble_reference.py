@@ -88,7 +88,8 @@ def detectron_loop_ensemble(boxes, scores, labels, nms_threshold=0.5, vote_thres
         voted = class_boxes[keep].copy()
         for k in range(keep.size):
             voters = np.where(overlaps[k] >= vote_threshold)[0]
-            voted[k] = np.average(class_boxes[voters], axis=0, weights=class_scores[voters])
+            if voters.size:  # a zero-area box overlaps nothing, not even itself: it stays as it is
+                voted[k] = np.average(class_boxes[voters], axis=0, weights=class_scores[voters])
         parts.append((voted, class_scores[keep], np.full(keep.size, c)))
     return _limit(parts, max_detections)
 

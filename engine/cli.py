@@ -18,6 +18,7 @@ from engine.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "engine.synth.cli",
     "engine.label.cli",
+    "engine.plan.cli",
     "engine.select.cli",
     "trainer.cli",
     "export.cli",

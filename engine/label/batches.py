@@ -28,7 +28,7 @@ def chunk_images(batch_size: int, plan: TransformPlan) -> int:
     shape unless they share a size; an image's original and mirrored views always do. A
     chunk of batch_size / 2 images (with mirrors) fills batches when the dump's images
     share sizes, as photos often do."""
-    return max(1, batch_size // (2 if plan.flip else 1))
+    return max(1, batch_size // (2 if plan.mirrored_pairs else 1))
 
 
 def make_batches(views_per_image: list[list[View]], batch_size: int) -> list[Batch]:

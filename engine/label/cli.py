@@ -19,8 +19,6 @@ DEFAULT_SHARD_SIZE = 1000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.label.views import DEFAULT_MAX_SIZE
-
     p = subparsers.add_parser(
         "label", help="label images with the teachers' multi-transform ensemble",
         description="Run the detector (and the keypoint model) over every image at every scale "
@@ -32,28 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--images", type=Path, help="folder of images (searched recursively)")
     source.add_argument("--list", type=Path, help="text file of image paths, relative to its folder or absolute")
     p.add_argument("--out", required=True, type=Path, help="run folder: shards/, manifest.json, failures.jsonl")
-    p.add_argument("--scales", default="400:1200:100",
-                   help="shorter sides in px: 400,500,600 or start:stop:step (default 400:1200:100)")
-    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
-                   help=f"cap on the longer side in px (default {DEFAULT_MAX_SIZE})")
-    p.add_argument("--no-flip", action="store_true", help="no mirrored detector passes")
-    p.add_argument("--keypoint-flip", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run mirrored keypoint crops and average (default: on)")
-    p.add_argument("--batch-size", type=int, default=8, help="views (or crops) per backend call (default 8)")
+    add_grid_arguments(p)
+    p.add_argument("--plan", type=Path,
+                   help="transform plan file written by distill plan-transforms: its passes and max size "
+                        "instead of --scales, --no-flip and --max-size")
+    add_ensemble_arguments(p)
+    p.add_argument("--fp16", action="store_true",
+                   help="torch backend on CUDA only: run the models under float16 autocast")
     p.add_argument("--workers", type=int, default=None,
                    help="decode threads and merge threads, each (default: the CPU count)")
-    p.add_argument("--backend", default="auto", help="auto | onnxrt | tensorrt | torch (default auto: from the file suffix)")
-    p.add_argument("--score-floor", type=float, default=0.05, help="drop predictions at or below this score (default 0.05)")
-    p.add_argument("--nms-threshold", type=float, default=0.5, help="NMS IoU (default 0.5)")
-    p.add_argument("--vote-threshold", type=float, default=0.8,
-                   help="box voting IoU (default 0.8); a negative value turns voting off")
-    p.add_argument("--scoring", default="id", help="box voting score method (default id; see docs/ensemble.md)")
-    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default 100)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images with more pixels than this, read from the header (default 178956970)")
     p.add_argument("--backend-threads", type=int, default=None,
-                   help="ONNX Runtime CPU threads per model (default: the cores shared between the two "
-                        "models, all of them for a detector alone)")
+                   help="ONNX Runtime CPU threads per model, the two models running at the same time "
+                        "(default: every core for a detector alone; with a keypoint model on the CPU, every "
+                        "core each, taking turns, for plans of 2 Mpx or more per image, else half each)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                    help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings and models)")
@@ -61,10 +52,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _positive(value: int, flag: str) -> int:
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """The grid of passes: --scales x {original, mirror}, --max-size."""
+    from engine.label.views import DEFAULT_MAX_SIZE
+
+    p.add_argument("--scales", help="shorter sides in px: 400,500,600 or start:stop:step (default 400:1200:100)")
+    p.add_argument("--max-size", type=int, help=f"cap on the longer side in px (default {DEFAULT_MAX_SIZE})")
+    p.add_argument("--no-flip", action="store_true", help="no mirrored detector passes")
+
+
+def add_ensemble_arguments(p: argparse.ArgumentParser) -> None:
+    """How passes become labels: backend, batch, merge settings, keypoint flipping."""
+    p.add_argument("--keypoint-flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run mirrored keypoint crops and average (default: on)")
+    p.add_argument("--batch-size", type=int, default=8, help="views (or crops) per backend call (default 8)")
+    p.add_argument("--backend", default="auto", help="auto | onnxrt | tensorrt | torch (default auto: from the file suffix)")
+    p.add_argument("--score-floor", type=float, default=0.05, help="drop predictions at or below this score (default 0.05)")
+    p.add_argument("--nms-threshold", type=float, default=0.5, help="NMS IoU (default 0.5)")
+    p.add_argument("--vote-threshold", type=float, default=0.8,
+                   help="box voting IoU (default 0.8); a negative value turns voting off")
+    p.add_argument("--scoring", default="id", help="box voting score method (default id; see docs/ensemble.md)")
+    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image (default 100)")
+
+
+def grid_plan(args: argparse.Namespace):
+    """The TransformPlan of --scales, --no-flip and --max-size."""
+    from engine.label.views import DEFAULT_MAX_SIZE, TransformPlan, parse_scales
+
+    max_size = positive(args.max_size, "--max-size") if args.max_size is not None else DEFAULT_MAX_SIZE
+    return TransformPlan.grid(parse_scales(args.scales or "400:1200:100"), not args.no_flip, max_size)
+
+
+def merge_settings_of(args: argparse.Namespace):
+    """The MergeSettings of the ensemble arguments (checked)."""
+    from engine.label.run import merge_settings
+
+    return merge_settings(args.score_floor, args.nms_threshold,
+                          None if args.vote_threshold < 0 else args.vote_threshold, args.scoring,
+                          positive(args.max_detections, "--max-detections"))
+
+
+def positive(value: int, flag: str) -> int:
     if value < 1:
         raise UserError(f"{flag} must be >= 1, got {value}")
     return value
+
+
+def _transform_plan(args: argparse.Namespace):
+    """The detector passes: from --plan, or the grid of --scales x {original, mirror}."""
+    from engine.label.plan_file import read_plan_file
+
+    if args.plan is not None:
+        given = [flag for flag, value in (("--scales", args.scales), ("--max-size", args.max_size),
+                                          ("--no-flip", args.no_flip or None)) if value is not None]
+        if given:
+            raise UserError(f"--plan fixes the passes and the max size: drop {', '.join(given)}")
+        return read_plan_file(args.plan)
+    return grid_plan(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,16 +116,15 @@ def run(args: argparse.Namespace) -> int:
 
     request = LabelRequest(
         detector=args.detector, keypoints=args.keypoints, images=args.images, list_file=args.list,
-        out=args.out, scales=args.scales, max_size=_positive(args.max_size, "--max-size"),
-        flip=not args.no_flip, keypoint_flip=args.keypoint_flip,
-        batch_size=_positive(args.batch_size, "--batch-size"),
-        workers=_positive(args.workers, "--workers") if args.workers is not None else (os.cpu_count() or 1),
-        backend=args.backend, score_floor=args.score_floor, nms_threshold=args.nms_threshold,
+        out=args.out, plan=_transform_plan(args), keypoint_flip=args.keypoint_flip,
+        batch_size=positive(args.batch_size, "--batch-size"),
+        workers=positive(args.workers, "--workers") if args.workers is not None else (os.cpu_count() or 1),
+        backend=args.backend, fp16=args.fp16, score_floor=args.score_floor, nms_threshold=args.nms_threshold,
         vote_threshold=None if args.vote_threshold < 0 else args.vote_threshold, scoring=args.scoring,
-        max_detections=_positive(args.max_detections, "--max-detections"),
-        max_pixels=_positive(args.max_pixels, "--max-pixels") if args.max_pixels is not None else None,
-        shard_size=_positive(args.shard_size, "--shard-size"), resume=args.resume,
-        backend_threads=_positive(args.backend_threads, "--backend-threads") if args.backend_threads is not None else None,
+        max_detections=positive(args.max_detections, "--max-detections"),
+        max_pixels=positive(args.max_pixels, "--max-pixels") if args.max_pixels is not None else None,
+        shard_size=positive(args.shard_size, "--shard-size"), resume=args.resume,
+        backend_threads=positive(args.backend_threads, "--backend-threads") if args.backend_threads is not None else None,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     summary = label(request)

@@ -26,12 +26,12 @@ class Candidates:
     labels: np.ndarray
 
 
-def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size: int,
-                 score_floor: float) -> list[Candidates]:
-    """Run every view of a chunk of images; one `Candidates` per image, views concatenated
-    in plan order (so the result does not depend on how views were batched)."""
-    parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]] = [
-        [None] * len(views) for views in views_per_image]
+def detect_passes(views_per_image: list[list[View]], backend: Backend, batch_size: int,
+                  score_floor: float) -> list[list[Candidates]]:
+    """Run every view of a chunk of images; per image, one `Candidates` per view (plan
+    order), each above `score_floor` and in original-image pixels. `distill plan-transforms`
+    keeps these per pass; labeling concatenates them (`detect_views`)."""
+    parts: list[list[Candidates | None]] = [[None] * len(views) for views in views_per_image]
     input_name = backend.card.input_name
     for batch in make_batches(views_per_image, batch_size):
         out = backend.infer({input_name: batch.pixels})
@@ -39,7 +39,21 @@ def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size
         for row, (i, v) in enumerate(batch.owners):
             keep = scores[row] > score_floor
             view = views_per_image[i][v]
-            parts[i][v] = (view.boxes_to_source(boxes[row][keep]), scores[row][keep].astype(np.float32),
-                           labels[row][keep].astype(np.int64))
-    # Every image has at least one view (a plan has at least one scale).
-    return [Candidates(*(np.concatenate(column) for column in zip(*image_parts))) for image_parts in parts]
+            parts[i][v] = Candidates(view.boxes_to_source(boxes[row][keep]), scores[row][keep].astype(np.float32),
+                                     labels[row][keep].astype(np.int64))
+    return parts  # type: ignore[return-value]  (every slot is filled: each view is in one batch)
+
+
+def concatenate_candidates(parts: list[Candidates]) -> Candidates:
+    """One image's candidates of several passes, in the given order (at least one part)."""
+    return Candidates(*(np.concatenate(column) for column in
+                        zip(*((c.boxes, c.scores, c.labels) for c in parts))))
+
+
+def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size: int,
+                 score_floor: float) -> list[Candidates]:
+    """Run every view of a chunk of images; one `Candidates` per image, views concatenated
+    in plan order (so the result does not depend on how views were batched)."""
+    # Every image has at least one view (a plan has at least one pass).
+    return [concatenate_candidates(parts)
+            for parts in detect_passes(views_per_image, backend, batch_size, score_floor)]

@@ -8,6 +8,7 @@ scale-out worker all run the same code on the same arrays.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,20 @@ class LabelSettings:
 
     def to_dict(self) -> dict:
         return {"plan": self.plan.to_dict(), "merge": self.merge.to_dict(), "keypoint_flip": self.keypoint_flip}
+
+
+class TakingTurns:
+    """A backend that waits for `lock` around each `infer`: models sharing one device take
+    turns instead of splitting it (see engine.label.run.inference_policy)."""
+
+    def __init__(self, backend: Backend, lock: threading.Lock) -> None:
+        self.backend = backend
+        self.card = backend.card
+        self.lock = lock
+
+    def infer(self, feed):
+        with self.lock:
+            return self.backend.infer(feed)
 
 
 class Labeler:

@@ -30,11 +30,18 @@ def backend_kind(path: Path, choice: str) -> str:
     return kind
 
 
-def make_backend(path: Path, choice: str, threads: int = 0) -> Backend:
-    """An inactive backend for the model file `path` (activate it to load the model)."""
+def make_backend(path: Path, choice: str, threads: int = 0, device: str = "auto", fp16: bool = False) -> Backend:
+    """An inactive backend for the model file `path` (activate it to load the model).
+
+    device, fp16: the torch backend's device ("auto": CUDA where present) and float16
+    autocast (CUDA only, refused at activation elsewhere); fp16 is refused for the others.
+    """
     if not path.is_file():
         raise UserError(f"model file not found: {path}")
     kind = backend_kind(path, choice)
+    if fp16 and kind != "torch":
+        raise UserError(f"--fp16 applies to the torch backend only, not {kind} ({path}); "
+                        f"use --backend torch with a .pt checkpoint")
     if kind == "onnxrt":
         from engine.backends.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -46,7 +53,7 @@ def make_backend(path: Path, choice: str, threads: int = 0) -> Backend:
     try:
         from engine.backends.torch_backend import TorchBackend
 
-        return TorchBackend.from_checkpoint(path)
+        return TorchBackend.from_checkpoint(path, device=device, fp16=fp16)
     except ImportError as error:
         raise UserError(f"--backend torch needs PyTorch and the trainer ({error})") from None
 

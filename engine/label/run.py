@@ -9,19 +9,20 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import UserError
 from engine.label.batches import chunk_images
 from engine.label.decode import DEFAULT_MAX_PIXELS
 from engine.label.discover import open_sources
-from engine.label.labeler import Labeler, LabelSettings
+from engine.label.labeler import Labeler, LabelSettings, TakingTurns
 from engine.label.merge import MergeSettings
 from engine.label.models import check_task, make_backend, person_label_for
 from engine.label.pipeline import Pipeline, RunSummary
 from engine.label.shards import RunFolder
-from engine.label.views import TransformPlan, parse_scales
+from engine.label.views import TransformPlan
 
 
 @dataclass
@@ -31,13 +32,12 @@ class LabelRequest:
     keypoints: Path | None = None
     images: Path | None = None
     list_file: Path | None = None
-    scales: str = "400:1200:100"
-    max_size: int = 2000
-    flip: bool = True
+    plan: TransformPlan = field(default_factory=TransformPlan)
     keypoint_flip: bool = True
     batch_size: int = 8
     workers: int = 2
     backend: str = "auto"
+    fp16: bool = False  # torch backend on CUDA: float16 autocast
     score_floor: float = 0.05
     nms_threshold: float = 0.5
     vote_threshold: float | None = 0.8
@@ -50,32 +50,60 @@ class LabelRequest:
     progress: bool = True
 
 
-def _merge_settings(request: LabelRequest) -> MergeSettings:
+def merge_settings(score_floor: float, nms_threshold: float, vote_threshold: float | None, scoring: str,
+                   max_detections: int) -> MergeSettings:
+    """Checked ensembling settings (one-line errors naming the flag)."""
     from engine.ensemble import SCORING_METHODS
 
-    if request.scoring not in SCORING_METHODS:
-        raise UserError(f"unknown --scoring {request.scoring!r}: choose from {', '.join(SCORING_METHODS)}")
-    for flag, value in (("--nms-threshold", request.nms_threshold), ("--vote-threshold", request.vote_threshold)):
+    if scoring not in SCORING_METHODS:
+        raise UserError(f"unknown --scoring {scoring!r}: choose from {', '.join(SCORING_METHODS)}")
+    for flag, value in (("--nms-threshold", nms_threshold), ("--vote-threshold", vote_threshold)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise UserError(f"{flag} must be in [0, 1], got {value}")
-    if not 0.0 <= request.score_floor < 1.0:
-        raise UserError(f"--score-floor must be in [0, 1), got {request.score_floor}")
-    return MergeSettings(nms_threshold=request.nms_threshold, vote_threshold=request.vote_threshold,
-                         scoring=request.scoring, score_floor=request.score_floor,
-                         max_detections=request.max_detections)
+    if not 0.0 <= score_floor < 1.0:
+        raise UserError(f"--score-floor must be in [0, 1), got {score_floor}")
+    return MergeSettings(nms_threshold=nms_threshold, vote_threshold=vote_threshold, scoring=scoring,
+                         score_floor=score_floor, max_detections=max_detections)
 
 
-def _session_threads(request: LabelRequest) -> int:
-    """Intra-op threads of each ONNX Runtime session on the CPU. The detector and the
-    keypoint model run at the same time in their own stages: each taking every core
-    oversubscribes them (measured on 2 cores: 1.55 images/s with both sessions at 2
-    threads, 2.13 with one each, benchmarks/label_throughput.py). 0 = ONNX Runtime's
-    default (all cores)."""
-    if request.backend_threads is not None:
-        return request.backend_threads
-    if request.keypoints is None:
-        return 0
-    return max(1, (os.cpu_count() or 2) // 2)
+def _merge_settings(request: LabelRequest) -> MergeSettings:
+    return merge_settings(request.score_floor, request.nms_threshold, request.vote_threshold, request.scoring,
+                          request.max_detections)
+
+
+# Above this many detector pixels per image (shorter sides squared, summed over the
+# passes), the detector dominates the CPU time and both ONNX Runtime sessions get every
+# core, taking turns; below it, each gets its share of the cores and they run at the same
+# time. Measured on 2 cores, tiny teachers, 8 (resp. 80) 192 px images, 10 detections
+# per image (distill label; sessions at 1 thread each, at 2 each, at 2 each taking turns):
+#   paper's plan 400..1200 x mirror (12.7 Mpx):  split 0.29, both at 2 threads 0.44,
+#                                                 taking turns 0.46 images/s;
+#   the demo's 160..224 x mirror (0.23 Mpx):      split 12.8, both at 2 threads 10.1,
+#                                                 taking turns 8.6-10.3 images/s.
+# The crossover lies between; 2 Mpx is near the two plans' geometric mean.
+TURNS_ABOVE_PIXELS = 2_000_000
+
+
+def inference_policy(backend_threads: int | None, with_keypoints: bool, plan: TransformPlan) -> tuple[int, bool]:
+    """(intra-op threads of each ONNX Runtime session on the CPU, 0 = every core; whether
+    the two models take turns). A detector alone gets every core; `backend_threads`, when
+    given, is used as it is, without turns."""
+    if backend_threads is not None:
+        return backend_threads, False
+    if not with_keypoints:
+        return 0, False
+    if sum(scale * scale for scale, _ in plan.passes) >= TURNS_ABOVE_PIXELS:
+        return 0, True
+    return max(1, (os.cpu_count() or 2) // 2), False
+
+
+def on_cpu(backend) -> bool:
+    """Whether an active backend computes on the CPU (ONNX Runtime's CPU provider or torch
+    on the CPU): only there do two models compete for the same cores."""
+    providers = getattr(backend, "providers_in_use", None)
+    if providers is not None:
+        return providers[:1] == ["CPUExecutionProvider"]
+    return str(getattr(backend, "torch_device", "")) == "cpu"
 
 
 def _model_entry(backend) -> dict:
@@ -98,7 +126,7 @@ def _categories(detector, keypoints) -> list[dict]:
 
 def label(request: LabelRequest) -> RunSummary:
     """Label the request's images into `request.out`; returns the run's summary."""
-    plan = TransformPlan(parse_scales(request.scales), request.flip, request.max_size)
+    plan = request.plan
     settings = LabelSettings(plan, _merge_settings(request), request.keypoint_flip, request.batch_size)
     max_pixels = request.max_pixels or DEFAULT_MAX_PIXELS
     root, sources = open_sources(request.images, request.list_file)
@@ -107,14 +135,14 @@ def label(request: LabelRequest) -> RunSummary:
         raise UserError(f"no images found in {request.images or request.list_file}")
     sources = itertools.chain([first], sources)
 
-    threads = _session_threads(request)
+    threads, take_turns = inference_policy(request.backend_threads, request.keypoints is not None, plan)
     with contextlib.ExitStack() as stack:
-        detector = make_backend(request.detector, request.backend, threads=threads)
+        detector = make_backend(request.detector, request.backend, threads=threads, fp16=request.fp16)
         stack.enter_context(detector)
         check_task(detector.card, "detect", request.detector)
         keypoints, person = None, None
         if request.keypoints is not None:
-            keypoints = make_backend(request.keypoints, request.backend, threads=threads)
+            keypoints = make_backend(request.keypoints, request.backend, threads=threads, fp16=request.fp16)
             stack.enter_context(keypoints)
             check_task(keypoints.card, "keypoints", request.keypoints)
             person = person_label_for(detector.card, keypoints.card)
@@ -133,7 +161,13 @@ def label(request: LabelRequest) -> RunSummary:
             "batch_size": request.batch_size, "workers": request.workers, "backend_threads": threads,
         }
         folder.manifest["categories"] = _categories(detector.card, keypoints.card if keypoints else None)
-        labeler = Labeler(detector, keypoints, person, settings)
+        turns = take_turns and keypoints is not None and on_cpu(detector) and on_cpu(keypoints)
+        folder.manifest["runtime"]["models_take_turns"] = turns
+        if turns:
+            lock = threading.Lock()
+            labeler = Labeler(TakingTurns(detector, lock), TakingTurns(keypoints, lock), person, settings)
+        else:
+            labeler = Labeler(detector, keypoints, person, settings)
         pipeline = Pipeline(labeler, folder, request.workers, max_pixels,
                             chunk_images=chunk_images(request.batch_size, plan),
                             progress=request.progress,

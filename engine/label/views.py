@@ -23,22 +23,76 @@ DEFAULT_SCALES: tuple[int, ...] = tuple(range(400, 1201, 100))
 DEFAULT_MAX_SIZE = 2000
 
 
+Pass = tuple[int, bool]
+"""One detector pass: (shorter side in px, mirrored)."""
+
+
 @dataclass(frozen=True)
 class TransformPlan:
-    """Which views every image gets: each shorter side in `scales` (px), mirrored too when
-    `flip`; `max_size` caps the longer side (DESIGN.md, Conventions)."""
+    """Which views every image gets: `passes` (shorter side in px, mirrored), any subset of
+    a grid of scales x {original, mirror} (`distill plan-transforms` chooses such subsets);
+    `max_size` caps the longer side (DESIGN.md, Conventions).
 
-    scales: tuple[int, ...] = DEFAULT_SCALES
-    flip: bool = True
+    Passes are kept in one canonical order, by scale with the original before its mirror,
+    so that a record does not depend on how a plan was written down and an image's
+    original and mirrored views land in the same batch.
+    """
+
+    passes: tuple[Pass, ...] = tuple((s, f) for s in DEFAULT_SCALES for f in (False, True))
     max_size: int = DEFAULT_MAX_SIZE
 
-    def passes(self) -> list[tuple[int, bool]]:
-        """(shorter side, mirrored) of every view, original before mirrored at each scale,
-        so that both land in the same batch."""
-        return [(s, f) for s in self.scales for f in ((False, True) if self.flip else (False,))]
+    def __post_init__(self) -> None:
+        passes = tuple(sorted((int(s), bool(f)) for s, f in self.passes))
+        if not passes:
+            raise ValueError("a transform plan needs at least one pass")
+        if len(set(passes)) != len(passes):
+            raise ValueError(f"a pass is repeated in {list(passes)}")
+        if any(s <= 0 for s, _ in passes) or self.max_size <= 0:
+            raise ValueError(f"sizes must be positive: passes {list(passes)}, max_size {self.max_size}")
+        object.__setattr__(self, "passes", passes)
+
+    @classmethod
+    def grid(cls, scales: tuple[int, ...], flip: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> "TransformPlan":
+        """Every scale, each also mirrored when `flip` (the paper's plan is the default)."""
+        return cls(tuple((s, f) for s in scales for f in ((False, True) if flip else (False,))), max_size)
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(sorted({s for s, _ in self.passes}))
+
+    @property
+    def mirrored_pairs(self) -> bool:
+        """Whether some scale has both its original and its mirrored pass."""
+        return len(self.scales) < len(self.passes)
+
+    def is_grid(self) -> tuple[bool, bool]:
+        """(whether the plan is a full grid, whether that grid is mirrored)."""
+        for flip in (False, True):
+            if self.passes == TransformPlan.grid(self.scales, flip, self.max_size).passes:
+                return True, flip
+        return False, False
 
     def to_dict(self) -> dict:
-        return {"scales": list(self.scales), "flip": self.flip, "max_size": self.max_size}
+        """A grid as {"scales", "flip", "max_size"} (the form manifests have always had),
+        any other subset as {"passes": [[scale, mirrored], ...], "max_size"}."""
+        grid, flip = self.is_grid()
+        if grid:
+            return {"scales": list(self.scales), "flip": flip, "max_size": self.max_size}
+        return {"passes": [[s, f] for s, f in self.passes], "max_size": self.max_size}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TransformPlan":
+        """The inverse of `to_dict` (ValueError, KeyError or TypeError on a malformed dict)."""
+        max_size = int(data.get("max_size", DEFAULT_MAX_SIZE))
+        if "passes" in data:
+            passes = []
+            for item in data["passes"]:
+                scale, mirrored = item
+                if not isinstance(mirrored, bool) or isinstance(scale, bool) or int(scale) != scale:
+                    raise ValueError(f"a pass is [shorter side, mirrored], got {item!r}")
+                passes.append((int(scale), mirrored))
+            return cls(tuple(passes), max_size)
+        return cls.grid(tuple(int(s) for s in data["scales"]), bool(data["flip"]), max_size)
 
 
 def parse_scales(text: str) -> tuple[int, ...]:
@@ -96,11 +150,11 @@ class View:
 
 
 def make_views(image: np.ndarray, plan: TransformPlan, stride: int) -> list[View]:
-    """Every view of `image` `(H, W, 3)` uint8 RGB, in `plan.passes()` order; padded sizes
+    """Every view of `image` `(H, W, 3)` uint8 RGB, in `plan.passes` order; padded sizes
     are multiples of `stride` (the detector's largest)."""
     height, width = image.shape[:2]
     views = []
-    for scale, flipped in plan.passes():
+    for scale, flipped in plan.passes:
         h, w = scaled_size(height, width, scale, plan.max_size)
         if not flipped or not views or views[-1].scale != scale:
             # cv2.resize wants (w, h); the mirrored view reuses the same resized pixels.

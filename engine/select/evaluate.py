@@ -87,7 +87,7 @@ def score_label_file(labels: Path, gt: Path) -> dict[str, float]:
 def passes_of(labels: dict) -> int | str:
     """The number of transforms the labels were made with ("?" when their info lacks the plan)."""
     plan = labels.get("info", {}).get("labeling", {}).get("labeling", {}).get("plan")
-    return len(TransformPlan(tuple(plan["scales"]), plan["flip"]).passes()) if plan else "?"
+    return len(TransformPlan.from_dict(plan).passes) if plan else "?"
 
 
 def read_json(path: Path) -> dict:

@@ -26,19 +26,20 @@ class LabeledStatistics:
     visible: int
 
 
-def read_labeled(path: Path) -> dict[str, Any]:
+def read_labeled(path: Path, flag: str = "--labeled") -> dict[str, Any]:
+    """The COCO dataset dict in `path`, or a one-line UserError naming `flag`."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"--labeled {path} does not exist") from None
+        raise UserError(f"{flag} {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read --labeled {path}: {error}") from None
+        raise UserError(f"cannot read {flag} {path}: {error}") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "annotations")):
-        raise UserError(f"--labeled {path} is not a COCO dataset (no 'images' and 'annotations' lists)")
+        raise UserError(f"{flag} {path} is not a COCO dataset (no 'images' and 'annotations' lists)")
     if not isinstance(data.get("categories"), list) or not data["categories"]:
-        raise UserError(f"--labeled {path} has no 'categories' list: the category ids cannot be matched")
+        raise UserError(f"{flag} {path} has no 'categories' list: the category ids cannot be matched")
     if not data["images"]:
-        raise UserError(f"--labeled {path} lists no images: there is no mean per image to match")
+        raise UserError(f"{flag} {path} lists no images: there is no mean per image to match")
     return data
 
 

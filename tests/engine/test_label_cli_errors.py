@@ -88,9 +88,10 @@ def models(exported) -> tuple[Path, Path]:
 def finished_run(models, images_dir, tmp_path_factory) -> Path:
     """A complete labeling run, made in-process (no subprocess start to pay)."""
     from engine.label.run import LabelRequest, label
+    from engine.label.views import TransformPlan
 
     out = tmp_path_factory.mktemp("label-cli-run") / "run"
-    label(LabelRequest(detector=models[0], out=out, images=images_dir, scales="96", flip=False,
+    label(LabelRequest(detector=models[0], out=out, images=images_dir, plan=TransformPlan.grid((96,), flip=False),
                        workers=1, score_floor=0.001, max_detections=5, progress=False))
     assert json.loads((out / "manifest.json").read_text())["complete"]
     return out

@@ -74,7 +74,7 @@ def dump(tmp_path_factory) -> Path:
 
 def request(exported, images: Path, out: Path, **overrides) -> LabelRequest:
     settings = dict(detector=exported["detect"][0], keypoints=exported["keypoints"][0], images=images,
-                    out=out, scales=SCALES, max_size=256, score_floor=FLOOR, shard_size=4, progress=False)
+                    out=out, plan=TransformPlan.grid(parse_scales(SCALES), max_size=256), score_floor=FLOOR, shard_size=4, progress=False)
     settings.update(overrides)
     return LabelRequest(**settings)
 
@@ -100,7 +100,7 @@ def test_views_invert_their_transform():
     """A box drawn into a view comes back to the original box through the view's inverse."""
     image = np.zeros((90, 150, 3), np.uint8)
     box = np.array([[30.0, 20.0, 70.0, 60.0]])  # xyxy in original pixels
-    for view in make_views(image, TransformPlan((60, 120), flip=True, max_size=200), stride=32):
+    for view in make_views(image, TransformPlan.grid((60, 120), flip=True, max_size=200), stride=32):
         h, w = view.size
         fx, fy = w / 150, h / 90
         x1, y1, x2, y2 = box[0] * [fx, fy, fx, fy]
@@ -115,14 +115,14 @@ def test_views_invert_their_transform():
 
 def test_mirrored_view_holds_mirrored_pixels():
     image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
-    plain, mirrored = make_views(image, TransformPlan((40,), flip=True, max_size=100), stride=16)
+    plain, mirrored = make_views(image, TransformPlan.grid((40,), flip=True, max_size=100), stride=16)
     np.testing.assert_array_equal(plain.pixels[:, :40, :60], image.transpose(2, 0, 1))
     np.testing.assert_array_equal(mirrored.pixels[:, :40, :60], image[:, ::-1].transpose(2, 0, 1))
 
 
 def test_batches_group_same_shapes_and_keep_pairs_together():
     tall, wide = np.zeros((80, 40, 3), np.uint8), np.zeros((40, 80, 3), np.uint8)
-    plan = TransformPlan((40, 64), flip=True, max_size=200)
+    plan = TransformPlan.grid((40, 64), flip=True, max_size=200)
     views = [make_views(tall, plan, 16), make_views(wide, plan, 16), make_views(tall, plan, 16)]
     batches = make_batches(views, batch_size=4)
     seen = []
@@ -228,7 +228,7 @@ def test_resume_after_sigkill(exported, dump, reference_run, tmp_path):
 
 def test_resume_refuses_other_settings_and_existing_run_needs_resume(exported, dump, reference_run):
     with pytest.raises(UserError, match=r"settings differ .*labeling\.plan\.scales was \[96, 128\], now \[96\]"):
-        label(request(exported, dump, reference_run, scales="96", resume=True))
+        label(request(exported, dump, reference_run, plan=TransformPlan.grid((96,), max_size=256), resume=True))
     with pytest.raises(UserError, match=r"keypoints was"):
         label(request(exported, dump, reference_run, keypoints=None, resume=True))
     with pytest.raises(UserError, match="already holds a labeling run"):

@@ -1,0 +1,352 @@
+"""Labeling throughput: the pipeline against the raw backend and a naive loop, measured
+side by side in one run on the same images, and how the CPU stages scale with threads.
+
+    .venv/bin/python -m benchmarks.throughput --detector D.onnx [--keypoints K.onnx] \
+        --images DIR [--count 8] [--scales 400:1200:100] [--batch-size 8] [--out runs/bench]
+
+- raw backend: only the models' `infer` calls, over every view pre-decoded, pre-resized
+  and pre-batched exactly as the pipeline batches them, and over every person crop
+  (original and mirrored) of the pipeline's own detections, pre-cut; the two models run
+  in two threads with the threads and turns `distill label` gives them. The ceiling for
+  these models on this machine.
+- pipeline: `distill label` from files to written shards (after a warm-up run on two
+  images: kernel cache loaded, sessions warm); its seconds per stage are summed over
+  each stage's threads.
+  Pipeline and raw run --repeats times, interleaved, and the best of each counts.
+- naive: what one writes without this project: per image, one transform at a time
+  through the same backend (batch of 1), boxes mapped back and merged by a Python loop
+  per kept box (Detectron's box voting shape, benchmarks.ensemble_reference), then one
+  crop at a time through the keypoint model and NumPy heatmap averaging.
+- scaling: decode, views and ensemble images/s with 1, 2, ... worker threads (up to
+  the cores), each stage alone on the same images.
+
+Prints the tables, writes OUT/throughput.json and OUT/throughput.png (with matplotlib);
+the last line is `pipeline/raw=R pipeline/naive=Q`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from benchmarks.ensemble_reference import detectron_loop_ensemble, opencv_average_argmax
+from engine.backends.base import Backend
+from engine.crops import warp_crop
+from engine.label.batches import chunk_images, make_batches
+from engine.label.decode import decode_file
+from engine.label.detect import Candidates, detect_views
+from engine.label.discover import discover_folder
+from engine.label.keypoints import crop_boxes_for
+from engine.label.merge import Detections, MergeSettings, merge_candidates
+from engine.label.models import make_backend
+from engine.label.labeler import TakingTurns
+from engine.label.run import LabelRequest, inference_policy, label, on_cpu
+from engine.label.views import TransformPlan, make_views, parse_scales
+from engine.scaling import round_up, scaled_size
+
+
+class ReplayBackend:
+    """Hands back recorded detector outputs in order: turns the raw path's outputs into
+    candidates with the pipeline's own code (detect_views) outside the timed region."""
+
+    def __init__(self, card, outputs: list[dict[str, np.ndarray]]) -> None:
+        self.card = card
+        self.outputs = iter(outputs)
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return next(self.outputs)
+
+
+# ---- the three paths ---------------------------------------------------------------------
+def pipeline_run(args, images: Path, out: Path):
+    """`distill label` over `images` into `out`; its RunSummary."""
+    return label(LabelRequest(detector=args.detector, keypoints=args.keypoints, images=images, out=out,
+                              plan=args.plan, batch_size=args.batch_size, workers=args.workers,
+                              backend=args.backend, max_detections=args.max_detections, keypoint_flip=args.keypoint_flip,
+                              backend_threads=args.backend_threads, progress=False))
+
+
+def raw_run(args, images: list[np.ndarray], records: list[dict], merge: MergeSettings):
+    """(seconds, each image's candidates) of the models alone: the detector over every view
+    pre-made and pre-batched as the pipeline batches them, the keypoint model over every
+    person crop of the pipeline's records pre-cut, each model in its own thread, with the
+    ONNX Runtime threads and the turn-taking `distill label` gives them
+    (engine.label.run.inference_policy). The candidates feed the ensemble's scaling
+    measurement."""
+    threads, turns = inference_policy(args.backend_threads, args.keypoints is not None, args.plan)
+    lock = threading.Lock()
+    with contextlib.ExitStack() as stack:
+        detector = stack.enter_context(make_backend(args.detector, args.backend, threads=threads))
+        stride, name = detector.card.max_stride, detector.card.input_name
+        chunk = chunk_images(args.batch_size, args.plan)
+        views = [[make_views(image, args.plan, stride) for image in images[s:s + chunk]]
+                 for s in range(0, len(images), chunk)]
+        batches = [batch.pixels for chunk_views in views for batch in make_batches(chunk_views, args.batch_size)]
+        detector.infer({name: batches[0]})  # warm-up
+        work = {"detector": lambda: [detector.infer({name: pixels}) for pixels in batches]}
+        if args.keypoints is not None:
+            keypoints = stack.enter_context(make_backend(args.keypoints, args.backend, threads=threads))
+            if turns and on_cpu(detector) and on_cpu(keypoints):  # as distill label runs them
+                detector, keypoints = TakingTurns(detector, lock), TakingTurns(keypoints, lock)
+            card = keypoints.card
+            crops = [c for image, record in zip(images, records) for c in _person_crops(image, record, card)]
+            crops += [crop[..., ::-1] for crop in crops] if args.keypoint_flip else []
+            if crops:
+                stack_ = np.ascontiguousarray(np.stack(crops))
+                feeds = [stack_[s:s + args.batch_size] for s in range(0, len(stack_), args.batch_size)]
+                keypoints.infer({card.input_name: feeds[0]})  # warm-up
+                work["keypoints"] = lambda: [keypoints.infer({card.input_name: f}) for f in feeds]
+        results: dict[str, list] = {}
+        with ThreadPoolExecutor(len(work)) as pool:
+            start = time.perf_counter()
+            futures = {key: pool.submit(job) for key, job in work.items()}
+            results = {key: future.result() for key, future in futures.items()}
+            seconds = time.perf_counter() - start
+    replay = ReplayBackend(detector.card, results["detector"])
+    candidates = [c for chunk_views in views for c in detect_views(chunk_views, replay, args.batch_size,
+                                                                     merge.score_floor)]
+    return seconds, candidates
+
+
+def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
+    """`(3, Hc, Wc)` uint8 crops of a record's people (the detections with keypoints)."""
+    boxes = np.array([[x, y, x + w, y + h] for d in record["detections"] if "keypoints" in d
+                      for x, y, w, h in [d["bbox"]]], np.float32).reshape(-1, 4)
+    dets = Detections(boxes, np.ones(len(boxes), np.float32), np.zeros(len(boxes), np.int64))
+    return [warp_crop(image, box, tuple(card.input_size)).transpose(2, 0, 1)
+            for box in crop_boxes_for(dets, np.arange(len(boxes)), card)]
+
+
+def naive_run(args, files: list[Path], merge: MergeSettings) -> tuple[float, int]:
+    """(seconds, detections) of the naive loop over `files`, decode included."""
+    with make_backend(args.detector, args.backend) as detector, \
+            _optional_backend(args.keypoints, args.backend) as keypoints:
+        person = _person_label(detector, keypoints)
+        _naive_image(files[0], args.plan, detector, keypoints, person, merge)  # warm-up
+        start = time.perf_counter()
+        found = sum(_naive_image(path, args.plan, detector, keypoints, person, merge) for path in files)
+        return time.perf_counter() - start, found
+
+
+def _naive_image(path: Path, plan: TransformPlan, detector: Backend, keypoints: Backend | None,
+                 person: int | None, merge: MergeSettings) -> int:
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    height, width = image.shape[:2]
+    stride = detector.card.max_stride
+    boxes, scores, labels = [], [], []
+    for scale, mirrored in plan.passes:
+        h, w = scaled_size(height, width, scale, plan.max_size)
+        view = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        if mirrored:
+            view = view[:, ::-1]
+        padded = np.zeros((1, 3, round_up(h, stride), round_up(w, stride)), np.uint8)
+        padded[0, :, :h, :w] = view.transpose(2, 0, 1)
+        out = detector.infer({detector.card.input_name: padded})
+        keep = out["scores"][0] > merge.score_floor
+        b = out["boxes"][0][keep].astype(np.float64)
+        if mirrored:
+            b[:, [0, 2]] = w - b[:, [2, 0]]
+        b *= [width / w, height / h, width / w, height / h]
+        boxes.append(b)
+        scores.append(out["scores"][0][keep])
+        labels.append(out["labels"][0][keep])
+    kept_boxes, kept_scores, kept_labels = detectron_loop_ensemble(
+        np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels),
+        merge.nms_threshold, merge.vote_threshold, merge.score_floor, merge.max_detections)
+    if keypoints is not None:
+        card = keypoints.card
+        people = Detections(kept_boxes.astype(np.float32), kept_scores, kept_labels.astype(np.int64))
+        for box in crop_boxes_for(people, np.flatnonzero(kept_labels == person), card):
+            crop = warp_crop(image, box, tuple(card.input_size)).transpose(2, 0, 1)[None]
+            maps = [keypoints.infer({card.input_name: np.ascontiguousarray(c)})["heatmaps"]
+                    for c in (crop, crop[..., ::-1])]
+            peaks = opencv_average_argmax(np.stack(maps), [False, True], [1.0, 1.0], card.flip_pairs)
+            hm_h, hm_w = maps[0].shape[2:]
+            _ = np.stack([box[0] + peaks[0, :, 0] * (box[2] - box[0]) / hm_w,
+                          box[1] + peaks[0, :, 1] * (box[3] - box[1]) / hm_h], axis=1)
+    return len(kept_scores)
+
+
+class _optional_backend:
+    """`make_backend(path)` as a context manager, or None when there is no path."""
+
+    def __init__(self, path: Path | None, choice: str) -> None:
+        self.backend = make_backend(path, choice) if path is not None else None
+
+    def __enter__(self):
+        return self.backend.activate() if self.backend else None
+
+    def __exit__(self, *exc) -> None:
+        if self.backend:
+            self.backend.deactivate()
+
+
+def _person_label(detector: Backend, keypoints: Backend | None) -> int | None:
+    if keypoints is None:
+        return None
+    from engine.label.models import person_label_for
+
+    return person_label_for(detector.card, keypoints.card)
+
+
+# ---- stage scaling -----------------------------------------------------------------------
+def images_per_second(work, items: list, threads: int, min_seconds: float = 0.5) -> float:
+    """`work` over `items` by a pool of `threads`, repeated to at least `min_seconds`."""
+    done, start = 0, time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        while True:
+            list(pool.map(work, items))
+            done += len(items)
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                return done / elapsed
+
+
+def stage_scaling(files: list[Path], images: list[np.ndarray], candidates: list[Candidates],
+                  plan: TransformPlan, stride: int, merge: MergeSettings) -> dict[str, dict[int, float]]:
+    stages = {
+        "decode": (decode_file, files),
+        "views": (lambda image: make_views(image, plan, stride), images),
+        "ensemble": (lambda c: merge_candidates(c, merge), candidates),
+    }
+    counts = range(1, (os.cpu_count() or 1) + 1)
+    result: dict[str, dict[int, float]] = {}
+    for name, (work, items) in stages.items():
+        work(items[0])  # warm-up (the kernels' cache, OpenCV's pools)
+        result[name] = {t: images_per_second(work, items, t) for t in counts}
+    return result
+
+
+# ---- report --------------------------------------------------------------------------------
+def plot(path: Path, rates: dict[str, float], scaling: dict[str, dict[int, float]], title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    names = list(rates)
+    bars = left.bar(names, [rates[n] for n in names], color=["0.6", "tab:blue", "tab:orange"])
+    left.bar_label(bars, fmt="%.2f")
+    left.set_ylabel("images/s")
+    left.set_title("one run, same images")
+    for stage, values in scaling.items():
+        threads = sorted(values)
+        right.plot(threads, [values[t] for t in threads], marker="o", label=stage)
+    right.set_yscale("log")
+    right.set_xticks(sorted(next(iter(scaling.values()))))
+    right.set_xlabel("worker threads")
+    right.set_ylabel("images/s (stage alone)")
+    right.set_title("CPU stages against threads")
+    right.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detector", type=Path, required=True)
+    parser.add_argument("--keypoints", type=Path)
+    parser.add_argument("--images", type=Path, required=True, help="folder; its first --count images are used")
+    parser.add_argument("--count", type=int, default=8, help="images (default 8)")
+    parser.add_argument("--scales", default="400:1200:100")
+    parser.add_argument("--max-size", type=int, default=2000)
+    parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-detections", type=int, default=100)
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--backend-threads", type=int, help="ONNX Runtime threads per model (default: as distill label)")
+    parser.add_argument("--keypoint-flip", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="pipeline and raw runs, interleaved; the best of each counts (default 2)")
+    parser.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (it is the slowest)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"))
+    args = parser.parse_args(argv)
+    args.plan = TransformPlan.grid(parse_scales(args.scales), not args.no_flip, args.max_size)
+    merge = MergeSettings(max_detections=args.max_detections)
+
+    sources = [s for s in discover_folder(args.images) if s.problem is None][:args.count]
+    if not sources:
+        parser.error(f"no images in {args.images}")
+    scratch = Path(tempfile.mkdtemp(prefix="throughput-"))
+    try:
+        for folder, chosen in (("warm", sources[:2]), ("images", sources)):
+            (scratch / folder).mkdir()
+            for source in chosen:
+                shutil.copy(source.path, scratch / folder / source.path.name)
+        files = sorted((scratch / "images").iterdir())
+        pipeline_run(args, scratch / "warm", scratch / "warm-run")
+        images = [decode_file(path) for path in files]
+        # Best of --repeats, the two paths interleaved: the machine's noise hits both alike.
+        summary, raw_seconds = None, float("inf")
+        for repeat in range(args.repeats):
+            run = pipeline_run(args, scratch / "images", scratch / f"run{repeat}")
+            if summary is None or run.wall_seconds < summary.wall_seconds:
+                summary = run
+            records = {json.loads(line)["file_name"]: json.loads(line)
+                       for shard in sorted((scratch / f"run{repeat}" / "shards").glob("*.jsonl"))
+                       for line in shard.read_text().splitlines()}
+            seconds, candidates = raw_run(args, images, [records[p.name] for p in files], merge)
+            raw_seconds = min(raw_seconds, seconds)
+        naive = None if args.skip_naive else naive_run(args, files, merge)
+        with make_backend(args.detector, args.backend) as detector:
+            stride = detector.card.max_stride
+        scaling = stage_scaling(files, images, candidates, args.plan, stride, merge)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    count = len(files)
+    rates = {"raw": count / raw_seconds, "pipeline": summary.images / summary.wall_seconds}
+    if naive is not None:
+        rates["naive"] = count / naive[0]
+    passes = len(args.plan.passes)
+    title = (f"{count} images from {args.images}, {passes} passes ({args.scales}{'' if args.no_flip else ' x mirror'}), "
+             f"batch {args.batch_size}, {args.workers} workers, detector {args.detector.name}"
+             + (f", keypoints {args.keypoints.name}" if args.keypoints else ""))
+    print(title)
+    print(f"{'path':<10} {'images/s':>9} {'seconds':>8}")
+    for name, rate in rates.items():
+        print(f"{name:<10} {rate:>9.3f} {count / rate:>8.1f}")
+    print("pipeline seconds per stage (summed over each stage's threads): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
+    print("stage alone, images/s by worker threads:")
+    counts = sorted(next(iter(scaling.values())))
+    print(f"{'stage':<10} " + " ".join(f"{f'{t} thr':>9}" for t in counts) + f" {'speed-up':>9}")
+    for stage, values in scaling.items():
+        print(f"{stage:<10} " + " ".join(f"{values[t]:>9.1f}" for t in counts)
+              + f" {values[counts[-1]] / values[1]:>8.2f}x")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"title": title, "images": count, "passes": passes, "images_per_second": rates,
+              "pipeline_stage_seconds": summary.stage_seconds, "pipeline_detections": summary.detections,
+              "naive_detections": naive[1] if naive else None, "scaling_images_per_second": scaling,
+              "pipeline_over_raw": rates["pipeline"] / rates["raw"],
+              "pipeline_over_naive": rates["pipeline"] / rates["naive"] if naive else None}
+    (args.out / "throughput.json").write_text(json.dumps(result, indent=1))
+    plotted = plot(args.out / "throughput.png", rates, scaling, title)
+    print(f"wrote {args.out / 'throughput.json'}" + (f" and {args.out / 'throughput.png'}" if plotted else
+                                                     " (no chart: matplotlib is not installed, extra 'plots')"))
+    naive_ratio = f"{result['pipeline_over_naive']:.2f}" if naive else "n/a"
+    print(f"pipeline/raw={result['pipeline_over_raw']:.2f} pipeline/naive={naive_ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

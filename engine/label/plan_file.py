@@ -1,0 +1,49 @@
+"""Transform plan files: the passes `distill plan-transforms` chose, for `distill label --plan`.
+
+    {"format": "distill.transform_plan", "version": 1,
+     "passes": [[400, false], [800, true]], "max_size": 2000,
+     "chosen": {...}}          # how it was chosen (budget, cost, AP); informational
+
+A plan file carries `max_size` because the passes were measured with it; the labeling run
+records the plan it used in its manifest like any other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import write_json_atomically
+from engine.errors import UserError
+from engine.label.views import TransformPlan
+
+FORMAT = "distill.transform_plan"
+VERSION = 1
+
+
+def write_plan_file(path: Path, plan: TransformPlan, chosen: dict[str, Any]) -> None:
+    """`plan` (always written as an explicit pass list) and how it was `chosen`."""
+    document = {"format": FORMAT, "version": VERSION,
+                "passes": [[scale, mirrored] for scale, mirrored in plan.passes],
+                "max_size": plan.max_size, "chosen": chosen}
+    write_json_atomically(path, document, indent=1)
+
+
+def read_plan_file(path: Path) -> TransformPlan:
+    """The plan in `path`, or a one-line UserError that says what is wrong with the file."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"--plan {path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"--plan {path}: not a readable JSON file ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise UserError(f"--plan {path}: not a transform plan (expected \"format\": \"{FORMAT}\", "
+                        f"written by distill plan-transforms)")
+    if document.get("version") != VERSION:
+        raise UserError(f"--plan {path}: plan version {document.get('version')!r}, this distill reads {VERSION}")
+    try:
+        return TransformPlan.from_dict({"passes": document["passes"], "max_size": document["max_size"]})
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"--plan {path}: malformed passes ({error})") from None

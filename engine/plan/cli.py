@@ -1,0 +1,168 @@
+"""`distill plan-transforms`: measure which test-time passes pay, write the plan that fits a budget.
+
+    distill plan-transforms --detector DET.onnx [--keypoints KP.onnx] --json VAL.json \
+        --images VAL_DIR --out PLAN_DIR [--budget 0.5] [--scales 400:1200:100]
+
+Runs the full plan once over the labeled validation images, keeps every pass's raw
+outputs, then ensembles subsets of them (greedy forward selection, no detector
+re-inference) and prints AP against the relative detector cost. Writes PLAN_DIR/plan.json
+(for `distill label --plan`), PLAN_DIR/tradeoff.json and PLAN_DIR/front.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.label.cli import add_ensemble_arguments, add_grid_arguments
+
+    p = subparsers.add_parser(
+        "plan-transforms", help="choose the test-time passes that pay, by measuring them on labeled images",
+        description="Run every pass of the plan once on a labeled validation set, ensemble subsets of "
+                    "the cached passes (greedy forward selection), print AP against detector cost with "
+                    "the Pareto front, and write the best plan within --budget for distill label --plan.")
+    p.add_argument("--detector", required=True, type=Path, help="detector: .onnx, .engine (TensorRT) or .pt")
+    p.add_argument("--keypoints", type=Path, help="top-down keypoint model: adds keypoint AP")
+    p.add_argument("--json", required=True, type=Path, help="COCO ground truth of the validation images")
+    p.add_argument("--images", required=True, type=Path, help="folder the JSON's file_name entries are relative to")
+    p.add_argument("--out", required=True, type=Path, help="folder for plan.json, tradeoff.json, front.png")
+    p.add_argument("--budget", type=float, default=0.5,
+                   help="detector cost allowed, as a fraction of the full plan's (default 0.5)")
+    p.add_argument("--objective", choices=("box", "keypoints"), default="box",
+                   help="what greedy selection maximises (default box AP; keypoints needs --keypoints "
+                        "and runs the keypoint model for every subset tried)")
+    p.add_argument("--max-images", type=int, help="use only the first N images of the JSON (sorted by file name)")
+    add_grid_arguments(p)
+    add_ensemble_arguments(p)
+    p.add_argument("--backend-threads", type=int, default=0,
+                   help="ONNX Runtime CPU threads per model (default 0: all cores; the models run one after the other)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _ground_truth(path: Path, images: Path, max_images: int | None):
+    """(COCO of the chosen images, [(file name, path)]) from the labeled file."""
+    from pycocotools.coco import COCO
+
+    from engine.select.labeled import read_labeled
+
+    data = read_labeled(path, "--json")
+    try:
+        chosen = sorted(data["images"], key=lambda image: image["file_name"])[:max_images]
+        ids = {image["id"] for image in chosen}
+        subset = {**data, "images": chosen, "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}
+    except (KeyError, TypeError) as error:
+        raise UserError(f"--json {path}: an image or annotation is not COCO ({error!r})") from None
+    gt = COCO()
+    gt.dataset = subset
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt, [(image["file_name"], images / image["file_name"]) for image in chosen]
+
+
+def _restrict(gt, names: list[str]):
+    """`gt` without the images that could not be decoded (they would count as misses for
+    every subset alike, and only blur the differences)."""
+    from pycocotools.coco import COCO
+
+    keep = set(names)
+    images = [image for image in gt.dataset["images"] if image["file_name"] in keep]
+    ids = {image["id"] for image in images}
+    restricted = COCO()
+    restricted.dataset = {**gt.dataset, "images": images,
+                          "annotations": [a for a in gt.dataset["annotations"] if a["image_id"] in ids]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        restricted.createIndex()
+    return restricted
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.label.cli import grid_plan, merge_settings_of, positive
+    from engine.label.decode import DEFAULT_MAX_PIXELS
+    from engine.label.models import check_task, make_backend, person_label_for
+    from engine.label.plan_file import write_plan_file
+    from engine.label.views import TransformPlan
+    from engine.plan.passes import run_passes
+    from engine.plan.report import pass_name, plot_front, summary_line, table, write_json
+    from engine.plan.scoring import KeypointStage, SubsetScorer
+    from engine.plan.search import choose, greedy_forward, mark_front
+
+    if not 0.0 < args.budget <= 1.0:
+        raise UserError(f"--budget is a fraction of the full plan's cost, in (0, 1]; got {args.budget}")
+    if args.objective == "keypoints" and args.keypoints is None:
+        raise UserError("--objective keypoints needs --keypoints")
+    if not args.images.is_dir():
+        raise UserError(f"--images {args.images} is not a folder")
+    plan = grid_plan(args)
+    merge = merge_settings_of(args)
+    batch = positive(args.batch_size, "--batch-size")
+    max_images = positive(args.max_images, "--max-images") if args.max_images is not None else None
+    gt, files = _ground_truth(args.json, args.images, max_images)
+    progress = not args.no_progress and sys.stderr.isatty()
+    started = time.perf_counter()
+
+    with contextlib.ExitStack() as stack:
+        detector = stack.enter_context(make_backend(args.detector, args.backend, threads=args.backend_threads))
+        check_task(detector.card, "detect", args.detector)
+        keypoint_stage = None
+        if args.keypoints is not None:
+            keypoints = stack.enter_context(make_backend(args.keypoints, args.backend, threads=args.backend_threads))
+            check_task(keypoints.card, "keypoints", args.keypoints)
+            keypoint_stage = KeypointStage(keypoints, person_label_for(detector.card, keypoints.card),
+                                           args.keypoint_flip, batch)
+        shared = {int(c["id"]) for c in detector.card.categories} & set(gt.getCatIds())
+        if not shared:
+            raise UserError(f"--json {args.json} shares no category id with the detector's card")
+        cache = run_passes(files, detector, plan, batch, merge.score_floor, DEFAULT_MAX_PIXELS, progress)
+        inference_seconds = time.perf_counter() - started
+        for name, reason in cache.failures:
+            print(f"skipped {name}: {reason}", file=sys.stderr)
+        if not cache.names:
+            raise UserError("none of the JSON's images could be read under --images")
+        scorer = SubsetScorer(cache, _restrict(gt, cache.names), detector.card, merge, keypoint_stage,
+                              workers=os.cpu_count() or 1)
+        with_keypoints = keypoint_stage is not None
+        identity = scorer.score_identity(with_keypoints)
+        points = greedy_forward(scorer, len(plan.passes), args.objective, progress)
+        mark_front(points, args.objective)
+        chosen = choose(points, args.budget, args.objective)
+        if chosen.keypoint_AP is None and with_keypoints:
+            chosen.keypoint_AP = scorer.score(chosen.subset, with_keypoints=True).keypoint_AP
+
+    passes = list(plan.passes)
+    full = next(p for p in points if len(p.subset) == len(passes))
+    chosen_plan = TransformPlan(tuple(passes[p] for p in chosen.subset), plan.max_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {"detector": str(args.detector), "keypoints": str(args.keypoints) if args.keypoints else None,
+                "json": str(args.json), "images": len(cache.names), "skipped": len(cache.failures),
+                "plan": plan.to_dict(), "merge": merge.to_dict(), "objective": args.objective,
+                "budget": args.budget}
+    write_json(args.out / "tradeoff.json", points, passes, identity, scorer.identity_cost, chosen, settings)
+    write_plan_file(args.out / "plan.json", chosen_plan, {
+        "budget": args.budget, "objective": args.objective, "cost": round(chosen.cost, 5),
+        "box_AP": chosen.box_AP, "keypoint_AP": chosen.keypoint_AP,
+        "full_plan": {"passes": len(passes), "box_AP": full.box_AP, "keypoint_AP": full.keypoint_AP},
+        "identity": {"box_AP": identity.box_AP, "keypoint_AP": identity.keypoint_AP},
+        "validation": str(args.json), "images": len(cache.names)})
+    plotted = plot_front(args.out / "front.png", points, identity, scorer.identity_cost, chosen,
+                         args.objective, args.budget)
+
+    print(f"{len(cache.names)} images, {len(passes)} passes ({', '.join(pass_name(p) for p in passes)}; "
+          f"m = mirrored), {len(points)} subsets tried; inference {inference_seconds:.1f} s, "
+          f"total {time.perf_counter() - started:.1f} s")
+    for line in table(points, passes, identity, scorer.identity_cost, chosen):
+        print(line)
+    print(summary_line(chosen, full, identity, [pass_name(passes[p]) for p in chosen.subset], args.budget,
+                       args.objective))
+    print(f"wrote {args.out / 'plan.json'} (distill label --plan), {args.out / 'tradeoff.json'}"
+          + (f", {args.out / 'front.png'}" if plotted else " (no front.png: matplotlib is not installed, extra 'plots')"))
+    return 0

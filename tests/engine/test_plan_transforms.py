@@ -1,0 +1,247 @@
+"""`distill plan-transforms`: cached passes, subset scoring, greedy search, the plan file,
+and `distill label --plan` labeling exactly what the chosen subset's evaluation saw."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.ensemble import ensemble_detections
+from engine.errors import UserError
+from engine.label.detect import Candidates
+from engine.label.merge import MergeSettings
+from engine.label.plan_file import read_plan_file, write_plan_file
+from engine.label.views import TransformPlan
+from engine.modelcard import ModelCard
+from engine.plan.passes import PassCache
+from engine.plan.scoring import Score, SubsetScorer
+from engine.plan.search import Point, choose, greedy_forward, mark_front
+
+CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
+FLOOR = 0.001  # the 3-step tiny detector scores low (as in test_label_pipeline)
+
+
+# ---- constructed pass outputs ----------------------------------------------------------
+def _random_candidates(rng: np.random.Generator, size: int) -> Candidates:
+    """Clusters of jittered boxes (so NMS and voting have work), some scores tied."""
+    count = int(rng.integers(0, 30))
+    centres = rng.uniform(20, size - 20, (3, 2))
+    pick = centres[rng.integers(0, 3, count)] + rng.normal(0, 3, (count, 2))
+    half = rng.uniform(8, 20, (count, 2))
+    boxes = np.concatenate([pick - half, pick + half], axis=1).clip(0, size).astype(np.float32)
+    scores = rng.choice([0.3, 0.5, 0.7, 0.9], count).astype(np.float32)  # ties on purpose
+    return Candidates(boxes, scores, rng.integers(0, 2, count).astype(np.int64))
+
+
+def _cache(rng: np.random.Generator, plan: TransformPlan, images: int = 5, size: int = 120) -> PassCache:
+    passes = len(plan.passes)
+    return PassCache(plan, [f"im{i}.jpg" for i in range(images)], [np.zeros((size, size, 3), np.uint8)] * images,
+                     [[_random_candidates(rng, size) for _ in range(passes)] for _ in range(images)],
+                     [_random_candidates(rng, size) for _ in range(images)],
+                     rng.integers(1000, 5000, passes).astype(np.int64), 900, [])
+
+
+def _ground_truth(images: int = 5, size: int = 120):
+    from pycocotools.coco import COCO
+
+    rng = np.random.default_rng(7)
+    annotations = []
+    for image_id in range(1, images + 1):
+        for _ in range(3):
+            x, y = rng.uniform(10, size - 50, 2)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(rng.choice([1, 3])),
+                                "bbox": [float(x), float(y), 30.0, 30.0], "area": 900.0, "iscrowd": 0})
+    gt = COCO()
+    gt.dataset = {"images": [{"id": i + 1, "file_name": f"im{i}.jpg", "width": size, "height": size}
+                             for i in range(images)],
+                  "annotations": annotations, "categories": CATEGORIES}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def _card() -> ModelCard:
+    return ModelCard(task="detect", categories=CATEGORIES, input_name="images",
+                     outputs=["boxes", "scores", "labels"], strides=[8, 16, 32], topk=100)
+
+
+def test_subset_scoring_equals_ensembling_only_those_passes():
+    """On constructed pass outputs: a subset's detections are the ensemble of exactly its
+    passes' candidates in plan order, whatever order the subset is named in; and its
+    score equals that of a cache made of those passes alone."""
+    rng = np.random.default_rng(0)
+    plan = TransformPlan.grid((100, 150, 200))
+    cache = _cache(rng, plan)
+    merge = MergeSettings(nms_threshold=0.5, vote_threshold=0.8, scoring="avg", max_detections=15)
+    gt = _ground_truth()
+    scorer = SubsetScorer(cache, gt, _card(), merge, None, workers=2)
+    for subset in [(0,), (5,), (4, 1), (3, 0, 5), (0, 1, 2, 3, 4, 5)]:
+        got = scorer.detections(subset)
+        for image, detections in zip(cache.candidates, got):
+            parts = [image[p] for p in sorted(subset)]
+            boxes, scores, labels = ensemble_detections(
+                np.concatenate([c.boxes for c in parts]), np.concatenate([c.scores for c in parts]),
+                np.concatenate([c.labels for c in parts]), nms_threshold=0.5, vote_threshold=0.8,
+                scoring="avg", score_floor=merge.score_floor, max_detections=15)
+            np.testing.assert_array_equal(detections.boxes, boxes)
+            np.testing.assert_array_equal(detections.scores, scores)
+            np.testing.assert_array_equal(detections.labels, labels)
+        alone = PassCache(TransformPlan(tuple(plan.passes[p] for p in subset)), cache.names, cache.images,
+                          [[image[p] for p in sorted(subset)] for image in cache.candidates], cache.identity,
+                          cache.pixels[sorted(subset)], cache.identity_pixels, [])
+        assert scorer.score(subset) == SubsetScorer(alone, gt, _card(), merge, None, 1).score(
+            tuple(range(len(subset))))
+    assert scorer.cost(tuple(range(6))) == pytest.approx(1.0)
+    assert scorer.cost((2,)) == pytest.approx(cache.pixels[2] / cache.pixels.sum())
+
+
+class _AdditiveScorer:
+    """Box AP = the sum of per-pass values; cost = the sum of per-pass costs."""
+
+    keypoints = None
+
+    def __init__(self, values: list[float], costs: list[float]) -> None:
+        self.values, self.costs = values, costs
+
+    def score(self, subset, with_keypoints=False) -> Score:
+        return Score(sum(self.values[p] for p in subset), None)
+
+    def cost(self, subset) -> float:
+        return sum(self.costs[p] for p in subset) / sum(self.costs)
+
+
+def test_greedy_adds_the_best_pass_each_step_and_the_front_and_budget_follow():
+    scorer = _AdditiveScorer([0.1, 0.5, 0.3, 0.3], [1, 1, 1, 2])
+    points = greedy_forward(scorer, 4, "box", progress=False)
+    assert len(points) == 4 + 3 + 2 + 1
+    path = [p.subset for p in points if p.on_path]
+    # 1 first; then 2 and 3 tie on AP and 2 is cheaper; then 3; then 0
+    assert path == [(1,), (1, 2), (1, 2, 3), (0, 1, 2, 3)]
+    front = mark_front(points, "box")
+    assert [p.subset for p in front] == [(1,), (1, 2), (0, 1, 2), (1, 2, 3), (0, 1, 2, 3)]
+    assert all(p.on_front == (p in front) for p in points)
+    assert choose(points, 0.4, "box").subset == (1, 2)
+    assert choose(points, 1.0, "box").subset == (0, 1, 2, 3)
+    with pytest.raises(ValueError, match="no subset fits a budget of 0.1"):
+        choose(points, 0.1, "box")
+
+
+def test_front_keeps_only_points_nothing_beats():
+    def point(cost, ap):
+        return Point((0,), cost, ap, None, 1)
+    points = [point(0.2, 0.5), point(0.2, 0.4), point(0.5, 0.5), point(0.6, 0.7), point(0.9, 0.6), point(1.0, 0.8)]
+    assert [(p.cost, p.box_AP) for p in mark_front(points, "box")] == [(0.2, 0.5), (0.6, 0.7), (1.0, 0.8)]
+
+
+# ---- the plan file ---------------------------------------------------------------------
+def test_plan_file_round_trip_and_refusals(tmp_path):
+    plan = TransformPlan(((800, True), (400, False), (600, True)), max_size=1333)
+    write_plan_file(tmp_path / "plan.json", plan, {"budget": 0.5})
+    assert read_plan_file(tmp_path / "plan.json") == plan
+    assert plan.passes == ((400, False), (600, True), (800, True))  # canonical order
+    assert TransformPlan.from_dict(plan.to_dict()) == plan
+    grid = TransformPlan.grid((400, 500))
+    assert grid.to_dict() == {"scales": [400, 500], "flip": True, "max_size": 2000}  # manifests as before
+    cases = {
+        "missing.json": (None, "file not found"),
+        "text.json": ("not json", "not a readable JSON file"),
+        "other.json": (json.dumps({"images": []}), "not a transform plan"),
+        "version.json": (json.dumps({"format": "distill.transform_plan", "version": 9}), "plan version 9"),
+        "repeated.json": (json.dumps({"format": "distill.transform_plan", "version": 1, "max_size": 100,
+                                      "passes": [[400, False], [400, False]]}), "a pass is repeated"),
+        "flag.json": (json.dumps({"format": "distill.transform_plan", "version": 1, "max_size": 100,
+                                  "passes": [[400, 1]]}), r"a pass is \[shorter side, mirrored\]"),
+        "empty.json": (json.dumps({"format": "distill.transform_plan", "version": 1, "max_size": 100,
+                                   "passes": []}), "at least one pass"),
+    }
+    for name, (text, message) in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=message):
+            read_plan_file(tmp_path / name)
+
+
+# ---- end to end with the tiny exported models ------------------------------------------
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory) -> Path:
+    """Six small synthetic images with their COCO ground truth."""
+    from engine.synth.config import SynthConfig
+    from engine.synth.dataset import generate_dataset
+
+    root = tmp_path_factory.mktemp("plan-val")
+    return generate_dataset(root, 6, 11, config=SynthConfig(long_side_range=(96, 140)))
+
+
+def _arguments(exported, labeled: Path, out: Path) -> list[str]:
+    return ["plan-transforms", "--detector", str(exported["detect"][0]), "--keypoints", str(exported["keypoints"][0]),
+            "--json", str(labeled), "--images", str(labeled.parent / "images"), "--out", str(out),
+            "--scales", "96,128", "--max-size", "256", "--score-floor", str(FLOOR), "--max-detections", "8",
+            "--budget", "0.6", "--no-progress"]
+
+
+def test_plan_transforms_writes_a_plan_that_label_runs_exactly(exported, labeled, tmp_path, capsys):
+    from engine.label.models import make_backend
+    from engine.label.run import LabelRequest, label
+    from engine.plan.cli import _ground_truth
+    from engine.plan.passes import run_passes
+    from engine.plan.scoring import KeypointStage
+    from tests.engine.test_label_pipeline import assert_same_records, read_run
+
+    assert main(_arguments(exported, labeled, tmp_path / "plan")) == 0
+    printed = capsys.readouterr().out
+    assert "6 images, 4 passes (96, 96m, 128, 128m; m = mirrored), 10 subsets tried" in printed
+    assert " ident " in printed and "*" in printed and "chosen for budget 0.6" in printed
+    tradeoff = json.loads((tmp_path / "plan" / "tradeoff.json").read_text())
+    assert len(tradeoff["points"]) == 10 and sum(p["on_path"] for p in tradeoff["points"]) == 4
+    assert tradeoff["chosen"]["cost"] <= 0.6 and tradeoff["chosen"]["on_front"]
+    assert (tmp_path / "plan" / "front.png").stat().st_size > 0  # matplotlib: the dev setup's `plots` extra
+    plan = read_plan_file(tmp_path / "plan" / "plan.json")
+    assert [f"{s}{'m' if m else ''}" for s, m in plan.passes] == tradeoff["chosen"]["passes"]
+
+    # The chosen subset scored from the cache is what `distill label --plan` writes.
+    merge = MergeSettings(score_floor=FLOOR, max_detections=8)
+    gt, files = _ground_truth(labeled, labeled.parent / "images", None)
+    full = TransformPlan.grid((96, 128), max_size=256)
+    with make_backend(exported["detect"][0], "auto") as detector, \
+            make_backend(exported["keypoints"][0], "auto") as keypoints:
+        cache = run_passes(files, detector, full, 8, FLOOR, 10**8, progress=False)
+        scorer = SubsetScorer(cache, gt, detector.card, merge, KeypointStage(keypoints, 0, True, 8), 1)
+        subset = tuple(full.passes.index(p) for p in plan.passes)
+        expected = scorer.records(scorer.detections(subset), with_keypoints=True)
+    out = tmp_path / "run"
+    label(LabelRequest(detector=exported["detect"][0], keypoints=exported["keypoints"][0],
+                       images=labeled.parent / "images", out=out, plan=plan, score_floor=FLOOR,
+                       max_detections=8, progress=False))
+    records, failures = read_run(out)
+    assert not failures
+    assert_same_records(records, expected)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert TransformPlan.from_dict(manifest["settings"]["labeling"]["plan"]) == plan
+
+
+def test_label_and_plan_transforms_refuse_bad_requests(exported, labeled, tmp_path, capsys):
+    plan_file = tmp_path / "plan.json"
+    write_plan_file(plan_file, TransformPlan(((96, False),)), {})
+    label = ["label", "--detector", str(exported["detect"][0]), "--images", str(labeled.parent / "images"),
+             "--out", str(tmp_path / "run"), "--no-progress"]
+    cases = [
+        (label + ["--plan", str(plan_file), "--scales", "96"], "--plan fixes the passes and the max size: drop --scales"),
+        (label + ["--plan", str(plan_file), "--no-flip", "--max-size", "300"], "drop --max-size, --no-flip"),
+        (label + ["--plan", str(labeled)], "not a transform plan"),
+        (_arguments(exported, labeled, tmp_path / "p") + ["--budget", "0"], "--budget is a fraction"),
+        ([a for a in _arguments(exported, labeled, tmp_path / "p") if a not in ("--keypoints", str(exported["keypoints"][0]))]
+         + ["--objective", "keypoints"], "--objective keypoints needs --keypoints"),
+        (_arguments(exported, labeled, tmp_path / "p") + ["--json", str(tmp_path / "none.json")],
+         "--json .*none.json does not exist"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(message, err), err
