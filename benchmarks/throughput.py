@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -253,7 +254,7 @@ def plot(path: Path, rates: dict[str, float], scaling: dict[str, dict[int, float
     right.set_ylabel("images/s (stage alone)")
     right.set_title("CPU stages against threads")
     right.legend()
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 120)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -49,40 +49,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _ground_truth(path: Path, images: Path, max_images: int | None):
-    """(COCO of the chosen images, [(file name, path)]) from the labeled file."""
+def _coco_of(dataset: dict, images: list[dict]):
+    """A pycocotools COCO of `dataset` restricted to `images` and their annotations."""
     from pycocotools.coco import COCO
 
+    ids = {image["id"] for image in images}
+    gt = COCO()
+    gt.dataset = {**dataset, "images": images,
+                  "annotations": [a for a in dataset["annotations"] if a["image_id"] in ids]}
+    with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints
+        gt.createIndex()
+    return gt
+
+
+def _ground_truth(path: Path, images: Path, max_images: int | None):
+    """(COCO of the chosen images, [(file name, path)]) from the labeled file."""
     from engine.select.labeled import read_labeled
 
     data = read_labeled(path, "--json")
     try:
         chosen = sorted(data["images"], key=lambda image: image["file_name"])[:max_images]
-        ids = {image["id"] for image in chosen}
-        subset = {**data, "images": chosen, "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}
+        gt = _coco_of(data, chosen)
     except (KeyError, TypeError) as error:
         raise UserError(f"--json {path}: an image or annotation is not COCO ({error!r})") from None
-    gt = COCO()
-    gt.dataset = subset
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
     return gt, [(image["file_name"], images / image["file_name"]) for image in chosen]
 
 
 def _restrict(gt, names: list[str]):
     """`gt` without the images that could not be decoded (they would count as misses for
     every subset alike, and only blur the differences)."""
-    from pycocotools.coco import COCO
-
     keep = set(names)
-    images = [image for image in gt.dataset["images"] if image["file_name"] in keep]
-    ids = {image["id"] for image in images}
-    restricted = COCO()
-    restricted.dataset = {**gt.dataset, "images": images,
-                          "annotations": [a for a in gt.dataset["annotations"] if a["image_id"] in ids]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        restricted.createIndex()
-    return restricted
+    return _coco_of(gt.dataset, [image for image in gt.dataset["images"] if image["file_name"] in keep])
 
 
 def run(args: argparse.Namespace) -> int:

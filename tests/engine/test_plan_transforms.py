@@ -245,3 +245,17 @@ def test_label_and_plan_transforms_refuse_bad_requests(exported, labeled, tmp_pa
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+def test_unreadable_validation_images_are_left_out_and_named(exported, labeled, tmp_path):
+    from engine.label.models import make_backend
+    from engine.plan.passes import run_passes
+
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    image = sorted((labeled.parent / "images").iterdir())[0]
+    files = [("broken.jpg", tmp_path / "broken.jpg"), (image.name, image), ("gone.jpg", tmp_path / "gone.jpg")]
+    with make_backend(exported["detect"][0], "auto") as detector:
+        cache = run_passes(files, detector, TransformPlan.grid((96,), max_size=256), 8, FLOOR, 10**8, progress=False)
+    assert cache.names == [image.name] and len(cache.candidates) == 1 and len(cache.candidates[0]) == 2
+    assert cache.failures == [("broken.jpg", "not an image (unrecognized format)"), ("gone.jpg", "file not found")]
+    assert cache.pixels.shape == (2,) and cache.pixels[0] == cache.pixels[1] > 0  # a mirror costs its original
