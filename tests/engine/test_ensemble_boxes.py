@@ -7,6 +7,8 @@ so kept indices must match exactly, even for integer boxes sitting on a threshol
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -85,7 +87,10 @@ def ref_vote_score(method, top_score, ws, ious, beta):
     raise AssertionError(method)
 
 
-def ref_box_voting(top_boxes, top_scores, all_boxes, all_scores, threshold, method, beta):
+def ref_box_voting(top_boxes, top_scores, all_boxes, all_scores, threshold, method, beta,
+                   seen=None):
+    """Voted boxes and scores; `seen` (a Counter), when given, counts the top boxes that
+    met each situation a kernel could get wrong (see `note_voting`)."""
     top_boxes, all_boxes = top_boxes.astype(np.float64), all_boxes.astype(np.float64)
     top_scores, all_scores = top_scores.astype(np.float64), all_scores.astype(np.float64)
     out_boxes, out_scores = top_boxes.copy(), top_scores.copy()
@@ -93,14 +98,31 @@ def ref_box_voting(top_boxes, top_scores, all_boxes, all_scores, threshold, meth
         ious = ref_iou(top_boxes[k], all_boxes)
         voters = ious >= threshold
         ws = all_scores[voters]
+        if seen is not None:
+            note_voting(seen, top_boxes[k], all_boxes, ws, threshold)
         if ws.sum() != 0:
             out_boxes[k] = np.average(all_boxes[voters], axis=0, weights=ws)
         out_scores[k] = ref_vote_score(method, top_scores[k], ws, ious[voters], beta)
     return out_boxes, out_scores
 
 
+def note_voting(seen, top_box, all_boxes, ws, threshold):
+    """Count what one top box's vote involved: several voters, a voter scoring 0 beside
+    others (it counts for `avg` but weighs nothing), only voters scoring 0 (the box is
+    kept as it is), and a candidate inverted in y that would vote if it were upright
+    (inverted boxes have zero area, so it must not)."""
+    seen["several voters"] += ws.size >= 2
+    seen["zero-score voter"] += bool((ws == 0).any() and (ws != 0).any())
+    seen["only zero-score voters"] += bool(ws.size and not ws.any())
+    inverted = all_boxes[:, 3] < all_boxes[:, 1]
+    if inverted.any():
+        upright = all_boxes[inverted][:, [0, 3, 2, 1]]
+        seen["inverted in y, upright it would vote"] += bool(
+            (ref_iou(top_box, upright) >= threshold).any())
+
+
 def ref_ensemble(boxes, scores, labels, nms_threshold, vote_threshold, scoring, score_floor,
-                 max_detections, soft, beta=1.0, sigma=0.5, soft_floor=0.001):
+                 max_detections, soft, beta=1.0, sigma=0.5, soft_floor=0.001, seen=None):
     boxes, scores = boxes.astype(np.float64), scores.astype(np.float64)
     parts = []
     for c in np.unique(labels):
@@ -116,7 +138,8 @@ def ref_ensemble(boxes, scores, labels, nms_threshold, vote_threshold, scoring, 
         kept_boxes = boxes[rows][keep]
         if vote_threshold is not None:
             kept_boxes, kept_scores = ref_box_voting(kept_boxes, kept_scores, boxes[rows],
-                                                     scores[rows], vote_threshold, scoring, beta)
+                                                     scores[rows], vote_threshold, scoring, beta,
+                                                     seen)
         parts.append((kept_boxes, kept_scores, np.full(keep.size, c)))
     if not parts:
         return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -131,7 +154,8 @@ def ref_ensemble(boxes, scores, labels, nms_threshold, vote_threshold, scoring, 
 
 
 def random_boxes(rng, n, dtype):
-    """Clustered boxes with ties, integer corners, zero-area and inverted boxes mixed in."""
+    """Clustered boxes with ties, integer corners, zero-area boxes and boxes inverted in x
+    or in y mixed in; coarse scores (many exact ties, zeros among them) or uniform ones."""
     kind = rng.integers(4)
     if n == 0:
         return np.zeros((0, 4), dtype=dtype), np.zeros(0, dtype=dtype)
@@ -147,10 +171,12 @@ def random_boxes(rng, n, dtype):
     boxes[odd < 0.05, 2] = boxes[odd < 0.05, 0]  # zero width
     inverted = (odd >= 0.05) & (odd < 0.08)
     boxes[inverted, 0], boxes[inverted, 2] = boxes[inverted, 2], boxes[inverted, 0].copy()
+    inverted = (odd >= 0.08) & (odd < 0.11)
+    boxes[inverted, 1], boxes[inverted, 3] = boxes[inverted, 3], boxes[inverted, 1].copy()
     dup = rng.random(n) < 0.1  # exact duplicates of the first box
     boxes[dup] = boxes[0]
-    if rng.random() < 0.5:  # coarse scores: many exact ties
-        scores = rng.integers(1, 6, size=n) / 5.0
+    if rng.random() < 0.5:  # coarse scores: many exact ties, and zeros that vote
+        scores = rng.integers(0, 6, size=n) / 5.0
     else:
         scores = rng.uniform(0, 1, size=n)
     return boxes.astype(dtype), scores.astype(dtype)
@@ -347,7 +373,8 @@ def test_box_voting_rejects_bad_input():
 
 
 def random_detections(rng, dtype):
-    """A few transforms' worth of jittered candidates over a handful of classes."""
+    """A few transforms' worth of jittered candidates over a handful of classes; some
+    candidates score exactly 0 and some are inverted in y (zero area)."""
     n_objects = int(rng.integers(0, 6))
     n_transforms = int(rng.integers(1, 5))
     parts_b, parts_s, parts_l = [], [], []
@@ -357,8 +384,13 @@ def random_detections(rng, dtype):
         box[2:] = np.maximum(box[2:], box[:2] + 5)
         label = int(rng.integers(0, 4))
         count = n_transforms * int(rng.integers(1, 6))
-        parts_b.append(box + rng.normal(0, 3, size=(count, 4)))
-        parts_s.append(np.clip(rng.normal(0.6, 0.25, count), 0, 1))
+        candidates = box + rng.normal(0, 3, size=(count, 4))
+        flip = rng.random(count) < 0.05
+        candidates[flip, 1], candidates[flip, 3] = candidates[flip, 3], candidates[flip, 1]
+        candidate_scores = np.clip(rng.normal(0.6, 0.25, count), 0, 1)
+        candidate_scores[rng.random(count) < 0.15] = 0.0
+        parts_b.append(candidates)
+        parts_s.append(candidate_scores)
         parts_l.append(np.full(count, label))
     clutter = int(rng.integers(0, 30))
     if clutter:
@@ -373,28 +405,49 @@ def random_detections(rng, dtype):
 
 
 def test_ensemble_matches_reference_on_random_images():
-    rng = np.random.default_rng(3)
+    # Every option is drawn on its own, from a generator per case: no option decides
+    # another, so each scoring meets both dtypes, both vote thresholds, soft-NMS and every
+    # floor. The counters at the end prove that every scoring voted (several voters per
+    # kept box) in both dtypes, and met voters scoring 0 and boxes inverted in y.
+    reached = Counter()
     for k in range(600):
-        dtype = np.float32 if k % 2 else np.float64
-        boxes, scores, labels = random_detections(rng, dtype)
+        rng = np.random.default_rng([3, k])
+        dtype = (np.float32, np.float64)[rng.integers(2)]
+        scoring = SCORINGS[rng.integers(len(SCORINGS))]
         options = dict(
             nms_threshold=float(rng.choice([0.3, 0.5, 0.7])),
-            vote_threshold=[None, 0.5, 0.8][k % 3],
-            scoring=SCORINGS[k % len(SCORINGS)],
-            score_floor=float(rng.choice([0.0, 0.05, 0.3])),
-            max_detections=[None, 100, 3][k % 3 if k % 7 else 2],
-            soft_nms=[None, None, "linear", "gaussian"][k % 4],
+            vote_threshold=(None, 0.5, 0.8)[rng.integers(3)],
+            scoring=scoring,
+            # -inf lets the candidates scoring 0 in: they vote, with weight 0.
+            score_floor=float(rng.choice([-np.inf, 0.0, 0.05, 0.3])),
+            max_detections=(None, 100, 3)[rng.integers(3)],
+            soft_nms=(None, None, "linear", "gaussian")[rng.integers(4)],
+            # Not 1: generalized_avg, quasi_sum and temp_avg all reduce to avg there.
+            beta=float(rng.choice([0.5, 2.0])),
         )
+        boxes, scores, labels = random_detections(rng, dtype)
         before = (boxes.copy(), scores.copy(), labels.copy())
         out = ensemble_detections(boxes, scores, labels, **options)
+        seen = Counter()
         ref = ref_ensemble(boxes, scores, labels, options["nms_threshold"],
-                           options["vote_threshold"], options["scoring"], options["score_floor"],
-                           options["max_detections"], options["soft_nms"])
+                           options["vote_threshold"], scoring, options["score_floor"],
+                           options["max_detections"], options["soft_nms"], beta=options["beta"],
+                           seen=seen)
+        message = f"case {k}, {dtype.__name__}, {options}"
         assert out[0].dtype == dtype and out[1].dtype == dtype and out[2].dtype == np.int32
-        np.testing.assert_array_equal(out[2], ref[2], err_msg=str(options))
-        np.testing.assert_allclose(out[0], ref[0], rtol=1e-6, atol=1e-4, err_msg=str(options))
-        np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-6, err_msg=str(options))
+        np.testing.assert_array_equal(out[2], ref[2], err_msg=message)
+        np.testing.assert_allclose(out[0], ref[0], rtol=1e-6, atol=1e-4, err_msg=message)
+        np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-6, err_msg=message)
         assert_unchanged(before, boxes, scores, labels)
+        reached[scoring, dtype.__name__, "several voters"] += seen["several voters"] > 0
+        for situation, count in seen.items():
+            reached[scoring, situation] += count > 0
+    for scoring in SCORINGS:
+        for dtype in ("float32", "float64"):
+            assert reached[scoring, dtype, "several voters"] >= 5, (scoring, dtype, "too rarely")
+        for situation in ("zero-score voter", "only zero-score voters",
+                          "inverted in y, upright it would vote"):
+            assert reached[scoring, situation] >= 3, (scoring, situation, "too rarely")
 
 
 # Voting runs inside the NMS scan when 0 < vote_threshold and nms_threshold <=

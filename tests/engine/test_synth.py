@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -184,30 +185,45 @@ def test_cli_writes_a_dataset(tmp_path: Path, capsys) -> None:
     assert len(list((tmp_path / "d" / "images").glob("*.jpg"))) == 2
 
 
-@pytest.mark.parametrize("case", ["zero-images", "out-is-file", "bad-config-json", "unknown-knob",
-                                  "missing-config", "bad-knob-value", "negative-seed"])
-def test_cli_errors_are_one_line(tmp_path: Path, capsys, case: str) -> None:
+# case: (options replacing the defaults, text of config.json or None, regex the message
+# must match). Each case is wrong in one way only, and the message must name that way:
+# exit code 2 and the "error:" prefix alone also pass for a refusal with the wrong reason.
+CLI_ERRORS = {
+    "zero-images": (["--images", "0"], None, "the number of images must be at least 1, got 0"),
+    "negative-seed": (["--seed", "-1"], None, "the seed must be a non-negative integer, got -1"),
+    "out-is-file": (["--out", "{file}"], None, r"--out .*file\.txt exists and is not a directory"),
+    "out-under-file": (["--out", "{file}/d"], None,
+                       r"cannot create .*file\.txt/d/images: Not a directory"),
+    "missing-config": (["--config", "{tmp}/absent.json"], None,
+                       r"config file not found: .*absent\.json"),
+    "bad-config-json": (["--config", "{config}"], "{not json",
+                        r"config\.json is not valid JSON: Expecting property name .* at line 1"),
+    # Refused by its own check: SynthConfig.from_dict would refuse it too, with a
+    # message about something else.
+    "config-not-object": (["--config", "{config}"], "[3]", r"config\.json must hold a JSON object"),
+    "unknown-knob": (["--config", "{config}"], '{"persons_per_image": 3}',
+                     "unknown SynthConfig keys: persons_per_image$"),
+    "bad-knob-value": (["--config", "{config}"], '{"blur_prob": 2}',
+                       "SynthConfig.blur_prob must be a probability, got 2$"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_ERRORS))
+def test_cli_errors_are_one_line_naming_the_problem(tmp_path: Path, capsys, case: str) -> None:
+    extra, config_text, message = CLI_ERRORS[case]
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     config = tmp_path / "config.json"
-    args = ["synth", "--out", str(tmp_path / "d"), "--images", "2"]
-    if case == "zero-images":
-        args[4] = "0"
-    elif case == "out-is-file":
-        args[2] = str(a_file)
-    elif case == "bad-config-json":
-        config.write_text("{not json")
-        args += ["--config", str(config)]
-    elif case == "unknown-knob":
-        config.write_text(json.dumps({"persons_per_image": 3}))
-        args += ["--config", str(config)]
-    elif case == "missing-config":
-        args += ["--config", str(tmp_path / "absent.json")]
-    elif case == "bad-knob-value":
-        config.write_text(json.dumps({"blur_prob": 2}))
-        args += ["--config", str(config)]
-    else:
-        args += ["--seed", "-1"]
+    if config_text is not None:
+        config.write_text(config_text)
+    out = tmp_path / "d"
+    options = {"--out": str(out), "--images": "2"}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        options[flag] = value.format(file=a_file, tmp=tmp_path, config=config)
+    args = ["synth"] + [item for pair in options.items() for item in pair]
     assert distill(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("distill synth: error:") and "\n" not in err
+    assert re.search(message, err), err
+    # Refused before writing anything.
+    assert not out.exists() and a_file.read_text() == "x"

@@ -38,12 +38,23 @@ def test_detector_profiles_one_per_scale_bucket():
         assert p.opt[3] >= p.opt[2]  # landscape opt shape
 
 
-def test_profiles_take_unsorted_duplicate_scales_and_refuse_bad_ones():
+def test_profiles_take_unsorted_duplicate_scales():
     profiles = trt_plan.plan_profiles(_detector_card(), scales=[800, 400, 800], max_size=1000, max_batch=1)
     assert [p.label for p in profiles] == ["scale400", "scale800"]
-    for scales, max_size, batch in (([], 1000, 1), ([1200], 1000, 1), ([400], 1000, 0), ([-5], 1000, 1)):
-        with pytest.raises(UserError):
-            trt_plan.plan_profiles(_detector_card(), scales=scales, max_size=max_size, max_batch=batch)
+
+
+# Each case is wrong in one way only; the message must name that way.
+@pytest.mark.parametrize("card, scales, max_batch, message", [
+    pytest.param(_detector_card, [], 1, "--scales needs at least one", id="no-scales"),
+    pytest.param(_detector_card, [400, 1200], 1, "scale 1200 exceeds --max-size 1000", id="above-max-size"),
+    pytest.param(_detector_card, [-5, 400], 1, "scale -5 must be positive", id="negative-scale"),
+    pytest.param(_detector_card, [0], 1, "scale 0 must be positive", id="zero-scale"),
+    pytest.param(_detector_card, [400], 0, "--max-batch must be >= 1, got 0", id="detector-batch-0"),
+    pytest.param(_keypoint_card, [400], 0, "--max-batch must be >= 1, got 0", id="keypoint-batch-0"),
+])
+def test_profiles_refuse_bad_plans_naming_the_problem(card, scales, max_batch, message):
+    with pytest.raises(UserError, match=message):
+        trt_plan.plan_profiles(card(), scales=scales, max_size=1000, max_batch=max_batch)
 
 
 def test_keypoint_profile_is_batch_only():
@@ -61,7 +72,7 @@ def test_cache_key_changes_with_every_input():
                 dict(precision="fp32"), dict(profiles=trt_plan.plan_profiles(_keypoint_card(), max_batch=16))]
     keys = {trt_plan.engine_cache_key(**{**base, **v}) for v in variants}
     assert len(keys) == len(variants) and key not in keys
-    with pytest.raises(UserError, match="precision"):
+    with pytest.raises(UserError, match="unknown precision 'int4'"):
         trt_plan.engine_cache_key(**{**base, "precision": "int4"})
     # The calibration set only matters for INT8.
     assert trt_plan.engine_cache_key(**base, calib_sha256="x") == key
@@ -85,16 +96,20 @@ def test_sidecar_round_trip_and_engine_cache(tmp_path):
     assert json.loads((tmp_path / "out" / "kp.json").read_text())["precision"] == "fp16"
 
 
-def test_sidecar_errors_name_the_problem(tmp_path):
-    engine = tmp_path / "m.engine"
-    with pytest.raises(ModelCardError, match="no sidecar"):
-        read_sidecar(engine)
-    (tmp_path / "m.json").write_text("{broken")
-    with pytest.raises(ModelCardError, match="cannot read sidecar"):
-        read_sidecar(engine)
-    (tmp_path / "m.json").write_text(json.dumps({"precision": "fp16"}))
-    with pytest.raises(ModelCardError, match="model_card"):
-        read_sidecar(engine)
+@pytest.mark.parametrize("sidecar, message", [
+    pytest.param(None, r"m\.engine: no sidecar m\.json beside the engine", id="missing"),
+    pytest.param("{broken", r"m\.json: cannot read sidecar \(Expecting property name", id="not-json"),
+    pytest.param(json.dumps({"precision": "fp16"}), r"m\.json: sidecar has no 'model_card'", id="no-card"),
+    # A list holding the key passes `"model_card" in data`: only the type check refuses it.
+    pytest.param(json.dumps(["model_card"]), r"m\.json: sidecar has no 'model_card'", id="list"),
+    pytest.param(json.dumps({"model_card": {"format": "other"}}), r"m\.json: model card format 'other'",
+                 id="bad-card"),
+])
+def test_sidecar_errors_name_the_problem(tmp_path, sidecar, message):
+    if sidecar is not None:
+        (tmp_path / "m.json").write_text(sidecar)
+    with pytest.raises(ModelCardError, match=message):
+        read_sidecar(tmp_path / "m.engine")
 
 
 def test_choose_profile_picks_the_tightest_fitting_range():
@@ -102,7 +117,7 @@ def test_choose_profile_picks_the_tightest_fitting_range():
     ranges = [(p.min, p.max) for p in profiles]
     assert choose_profile((2, 3, 512, 768), ranges) == 0
     assert choose_profile((2, 3, 896, 1280), ranges) == 1
-    with pytest.raises(ValueError, match="fits no optimization profile"):
+    with pytest.raises(ValueError, match=r"input shape \[8, 3, 512, 512\] fits no optimization profile"):
         choose_profile((8, 3, 512, 512), ranges)
 
 
@@ -117,8 +132,9 @@ def test_calibration_batches_are_full_letterboxed_uint8(tmp_path):
     # 90x40 (h x w) letterboxed into 64x96: scaled by 64/90, padded on the right.
     tall = trt_build.letterbox(np.full((90, 40, 3), 200, np.uint8), 64, 96)
     assert tall[:, :, :28].min() == 200 and tall[:, :, 30:].max() == 0
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="calibration image folder not found: .*missing"):
         trt_build.calibration_images(tmp_path / "missing", 1)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no images"):
-        trt_build.calibration_images(tmp_path / "empty", 1)
+    (tmp_path / "no-images").mkdir()
+    (tmp_path / "no-images" / "notes.txt").write_text("not an image")
+    with pytest.raises(UserError, match=r"no images \(.*\) under .*no-images"):
+        trt_build.calibration_images(tmp_path / "no-images", 1)

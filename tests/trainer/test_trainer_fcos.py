@@ -55,8 +55,17 @@ def test_level_tables():
     bounds = level_bounds([2, 1], (64,), "cpu")
     assert bounds.tolist() == [[0, 64], [0, 64], [64, float("inf")]]
     assert level_strides([2, 1], (8, 16), "cpu").tolist() == [8, 8, 16]
-    with pytest.raises(ValueError):
-        level_bounds([2, 1, 1], (64,), "cpu")
+
+
+# One size bound splits two levels: one level too many and one too few are each refused,
+# by the count check (without it, the first fails on an index, the second not at all).
+@pytest.mark.parametrize("level_sizes, message", [
+    pytest.param([2, 1, 1], "3 levels but 2 size ranges", id="one-level-too-many"),
+    pytest.param([2], "1 levels but 2 size ranges", id="one-level-too-few"),
+])
+def test_level_bounds_refuse_a_level_count_that_misses_the_size_bounds(level_sizes, message):
+    with pytest.raises(ValueError, match=message):
+        level_bounds(level_sizes, (64,), "cpu")
 
 
 def test_giou_loss():

@@ -158,20 +158,29 @@ def test_overrides_travel_in_the_checkpoint(synth_small, tmp_path):
     assert ckpt["config"]["train_min_sizes"] == [128] and ckpt["config"]["test_min_size"] == 144
 
 
-def test_init_fine_tunes_from_a_checkpoint_and_scratch_does_not(synth_small, tmp_path):
+def test_init_fine_tunes_from_a_checkpoint_and_scratch_does_not(synth_small, tmp_path, capsys):
     """With LR 0 a step changes nothing (GroupNorm detector: no running statistics), so the
-    saved weights are exactly where training started: the --init checkpoint's, or random."""
-    def run(out, **kw):
-        train(TrainOptions(task="detect", train_json=str(synth_small["train_json"]),
-                           train_images=str(synth_small["train_images"]), model="tiny", iters=1, batch_size=2,
-                           out=str(tmp_path / out), workers=0, threads=2, checkpoint_every=0, **kw))
+    saved weights are exactly where training started: the --init checkpoint's, or random.
+    Through `distill train`, so that the flag's way from the command line is tested too."""
+    from engine.cli import main as distill
+
+    def run(out, *flags):
+        assert distill(["train", "--task", "detect", "--model", "tiny", "--train-json", str(synth_small["train_json"]),
+                        "--train-images", str(synth_small["train_images"]), "--iters", "1", "--batch-size", "2",
+                        "--out", str(tmp_path / out), "--workers", "0", "--threads", "2", "--checkpoint-every", "0",
+                        "--set", "train_min_sizes=[128]", *flags]) == 0
         return torch.load(tmp_path / out / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
 
-    teacher = run("teacher", seed=5)
-    tuned = run("tuned", init=str(tmp_path / "teacher" / "model.pt"), lr=0.0, seed=6)
-    scratch = run("scratch", lr=0.0, seed=6)
+    teacher = run("teacher", "--seed", "5")
+    capsys.readouterr()
+    tuned = run("tuned", "--init", str(tmp_path / "teacher" / "model.pt"), "--lr", "0", "--seed", "6")
+    printed = capsys.readouterr().out
+    scratch = run("scratch", "--lr", "0", "--seed", "6")
     assert all(torch.equal(tuned[k], teacher[k]) for k in teacher)
     assert not all(torch.equal(scratch[k], teacher[k]) for k in teacher)
+    assert f"--init: loaded {len(teacher)}/{len(teacher)} tensors" in printed
+    recorded = json.loads((tmp_path / "tuned" / "metrics.json").read_text())["init"]
+    assert recorded == str(tmp_path / "teacher" / "model.pt")
 
 
 def test_student_trains_under_torchrun_with_two_processes(synth_small, tmp_path):
