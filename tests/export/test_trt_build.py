@@ -46,8 +46,11 @@ def test_trt_build_cache_and_run(exported, tmp_path, capsys):
     assert main(args) == 0 and "cache hit" in capsys.readouterr().out  # never builds twice
     feeds, source = parity.parity_feeds(card, None, count=2)
     feeds = [f[:4] for f in feeds]
+    # TensorRT's "fp32" convolutions may run in TF32 (a 10-bit mantissa, like float16): on the
+    # CPU, rounding this model's weights to float16 alone moved heatmaps by 0.9-1.4% of a map's
+    # range (export/parity.py), so the value check gets 2% here. Unmeasured on a GPU.
     report = parity.run_parity(OnnxRuntimeBackend(onnx_path, providers="cpu"),
-                               TensorRTBackend(tmp_path / "kp.engine"), feeds, card, source)
+                               TensorRTBackend(tmp_path / "kp.engine"), feeds, card, source, value_rtol=2e-2)
     assert report.passed, report.table()
 
     det_path, _, det_card = exported["detect"]
