@@ -300,10 +300,10 @@ def test_record_rounding_matches_python_round():
         keypoints = Keypoints(rows, rng.uniform(0, 1000, (len(rows), 17, 2)).astype(np.float32),
                               rng.uniform(0, 1, (len(rows), 17)).astype(np.float32)) if case % 3 else None
         expected = []
-        for row, (box, score, label) in enumerate(zip(boxes.tolist(), detections.scores.tolist(), labels.tolist())):
+        for row, (box, score, label_index) in enumerate(zip(boxes.tolist(), detections.scores.tolist(), labels.tolist())):
             x1, y1, x2, y2 = box
             item = {"bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                    "score": round(score, 5), "category_id": [1, 3][label]}
+                    "score": round(score, 5), "category_id": [1, 3][label_index]}
             if keypoints is not None and row in rows:
                 k = rows.tolist().index(row)
                 item["keypoints"] = [v for (x, y), s in zip(keypoints.points[k].tolist(), keypoints.scores[k].tolist())
