@@ -88,54 +88,22 @@ def build_detector(model_name: str, seed: int = 0) -> tuple[Any, Any]:
     return DetectorExport(model, TOPK).eval(), card
 
 
-def synthetic_images(count: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
-    """Structured `(H, W, 3)` uint8 RGB images (export.parity's gradients and ellipses)."""
-    from export.parity import synthetic_images as structured
-
-    return structured(count, seed=seed, size=size)
-
-
 # ---- 1. parity ----------------------------------------------------------------------
-def agreement(ref: list[dict], test: list[dict], top: int, iou_min: float, score_atol: float,
-              box_atol: float = 0.01) -> tuple[int, int]:
-    """(matched, checked): of the reference's `top` candidates per image (score > 0),
-    those with a same-class candidate anywhere in the test's top-K whose box has IoU >=
-    `iou_min` or every coordinate within `box_atol` px (degenerate boxes of an untrained
-    regressor have no IoU), and whose score is within `score_atol`. ref/test: per feed
-    {"boxes" (B,K,4) float32 xyxy px, "scores" (B,K) float32, "labels" (B,K) int32}."""
-    from export.parity import box_iou
-
-    matched = checked = 0
-    for r, t in zip(ref, test):
-        for i in range(r["scores"].shape[0]):
-            order = np.argsort(-r["scores"][i], kind="stable")[:top]
-            for k in order[r["scores"][i][order] > 0]:
-                same = np.flatnonzero(t["labels"][i] == r["labels"][i][k])
-                checked += 1
-                if same.size:
-                    boxes = t["boxes"][i][same]
-                    close = (box_iou(r["boxes"][i][k][None], boxes)[0] >= iou_min) | (
-                        np.abs(boxes - r["boxes"][i][k]).max(axis=1) <= box_atol)
-                    scores = np.abs(t["scores"][i][same] - r["scores"][i][k])
-                    matched += int(np.any(close & (scores <= score_atol)))
-    return matched, checked
-
-
 def parity_rows(ref: list[dict], test: list[dict], feeds: list[np.ndarray]) -> dict:
     """The parity numbers of one candidate against the reference on `feeds`."""
-    from export.parity import IOU_MIN, SCORE_ATOL, SMALL_BOX_ATOL, compare_detector
+    from export.parity import compare_detector, match_top_candidates
 
     rows = {row.output: row for row in compare_detector(ref, test, top=PARITY_TOP)}
     side = max(max(f.shape[2:]) for f in feeds)
     top_scores = np.concatenate([np.sort(r["scores"], axis=1)[:, -PARITY_TOP:].ravel() for r in ref])
     score_range = float(top_scores.max() - top_scores.min()) or 1.0
-    strict = agreement(ref, test, PARITY_TOP, IOU_MIN, SCORE_ATOL, SMALL_BOX_ATOL)
-    loose = agreement(ref, test, PARITY_TOP, LOOSE_IOU, LOOSE_SCORE, LOOSE_BOX_PX)
+    strict = match_top_candidates(ref, test, PARITY_TOP)  # the export check's tolerances
+    loose = match_top_candidates(ref, test, PARITY_TOP, LOOSE_IOU, LOOSE_SCORE, LOOSE_BOX_PX)
     return {"boxes_max_abs_diff_px": rows["boxes"].max_abs_diff,
             "boxes_rel_to_side": rows["boxes"].max_abs_diff / side,
             "scores_max_abs_diff": rows["scores"].max_abs_diff,
             "scores_rel_to_range": rows["scores"].max_abs_diff / score_range,
-            "top_matched_strict": strict[0], "top_matched_loose": loose[0], "top_checked": strict[1],
+            "top_matched_strict": strict.matched, "top_matched_loose": loose.matched, "top_checked": strict.checked,
             "export_check_passed": all(row.ok for row in rows.values())}
 
 
@@ -218,10 +186,12 @@ def host_batches(images: list[np.ndarray], plan: TransformPlan, stride: int, bat
 
 def device_batches(images: list[np.ndarray], plan: TransformPlan, stride: int, batch_size: int, device: Any):
     """The same batches made on `device` from the uploaded originals."""
-    from engine.backends.torch_views import make_device_batches, make_device_views, upload
+    import torch
+
+    from engine.backends.torch_views import make_device_views, upload
 
     views = [make_device_views(upload(i, device), plan, stride) for i in images]
-    return [b.pixels for b in make_device_batches(views, batch_size)]
+    return [b.pixels for b in make_batches(views, batch_size, stack=torch.stack)]
 
 
 def throughput(backend: Any, images: list[np.ndarray], plan: TransformPlan, batch_size: int,
@@ -331,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ["fp32", "fp16"] if device.type == "cuda" else ["fp32"]
 
     from export.onnx_export import export_module
-    from export.parity import detector_feeds
+    from export.parity import detector_feeds, synthetic_images
 
     wrapper, card = build_detector(args.model)
     stride = card.max_stride
-    parity_images = synthetic_images(settings["parity_images"], settings["image_size"], seed=1)
+    parity_images = synthetic_images(settings["parity_images"], seed=1, size=settings["image_size"])
     feeds = detector_feeds(parity_images, settings["parity_short_side"], settings["max_size"], stride)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         onnx_path = Path(scratch) / "detector.onnx"
@@ -351,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "parity": parity,
         "matmul_tflops": matmul_tflops(device, settings["matmul_n"], settings["matmul_repeats"]),
     }
-    images = synthetic_images(settings["images"], settings["image_size"], seed=2)
+    images = synthetic_images(settings["images"], seed=2, size=settings["image_size"])
     plans = {name: TransformPlan.grid(scales, True, settings["max_size"])
              for name, scales in settings["plans"].items()}
     wrapper = wrapper.to(device)

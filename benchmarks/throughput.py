@@ -51,9 +51,9 @@ from engine.label.detect import Candidates, detect_views
 from engine.label.discover import discover_folder
 from engine.label.keypoints import crop_boxes_for
 from engine.label.merge import Detections, MergeSettings, merge_candidates
-from engine.label.models import make_backend
+from engine.label.models import make_backend, person_label_for
 from engine.label.labeler import TakingTurns
-from engine.label.run import LabelRequest, inference_policy, label, on_cpu
+from engine.label.run import LabelRequest, inference_policy, label
 from engine.label.views import TransformPlan, make_views, parse_scales
 from engine.scaling import round_up, scaled_size
 
@@ -80,7 +80,7 @@ def pipeline_run(args, images: Path, out: Path):
 
 
 def raw_run(args, images: list[np.ndarray], records: list[dict], merge: MergeSettings):
-    """(seconds, each image's candidates) of the models alone: the detector over every view
+    """(seconds, each image's candidates, the detector's stride) of the models alone: the detector over every view
     pre-made and pre-batched as the pipeline batches them, the keypoint model over every
     person crop of the pipeline's records pre-cut, each model in its own thread, with the
     ONNX Runtime threads and the turn-taking `distill label` gives them
@@ -99,7 +99,7 @@ def raw_run(args, images: list[np.ndarray], records: list[dict], merge: MergeSet
         work = {"detector": lambda: [detector.infer({name: pixels}) for pixels in batches]}
         if args.keypoints is not None:
             keypoints = stack.enter_context(make_backend(args.keypoints, args.backend, threads=threads))
-            if turns and on_cpu(detector) and on_cpu(keypoints):  # as distill label runs them
+            if turns and detector.runs_on_cpu and keypoints.runs_on_cpu:  # as distill label runs them
                 detector, keypoints = TakingTurns(detector, lock), TakingTurns(keypoints, lock)
             card = keypoints.card
             crops = [c for image, record in zip(images, records) for c in _person_crops(image, record, card)]
@@ -118,7 +118,7 @@ def raw_run(args, images: list[np.ndarray], records: list[dict], merge: MergeSet
     replay = ReplayBackend(detector.card, results["detector"])
     candidates = [c for chunk_views in views for c in detect_views(chunk_views, replay, args.batch_size,
                                                                      merge.score_floor)]
-    return seconds, candidates
+    return seconds, candidates, stride
 
 
 def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
@@ -132,9 +132,12 @@ def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
 
 def naive_run(args, files: list[Path], merge: MergeSettings) -> tuple[float, int]:
     """(seconds, detections) of the naive loop over `files`, decode included."""
-    with make_backend(args.detector, args.backend) as detector, \
-            _optional_backend(args.keypoints, args.backend) as keypoints:
-        person = _person_label(detector, keypoints)
+    with contextlib.ExitStack() as stack:
+        detector = stack.enter_context(make_backend(args.detector, args.backend))
+        keypoints, person = None, None
+        if args.keypoints is not None:
+            keypoints = stack.enter_context(make_backend(args.keypoints, args.backend))
+            person = person_label_for(detector.card, keypoints.card)
         _naive_image(files[0], args.plan, detector, keypoints, person, merge)  # warm-up
         start = time.perf_counter()
         found = sum(_naive_image(path, args.plan, detector, keypoints, person, merge) for path in files)
@@ -166,6 +169,7 @@ def _naive_image(path: Path, plan: TransformPlan, detector: Backend, keypoints: 
     kept_boxes, kept_scores, kept_labels = detectron_loop_ensemble(
         np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels),
         merge.nms_threshold, merge.vote_threshold, merge.score_floor, merge.max_detections)
+    people_points = []  # (J, 2) image-pixel keypoints per person, as the naive user keeps them
     if keypoints is not None:
         card = keypoints.card
         people = Detections(kept_boxes.astype(np.float32), kept_scores, kept_labels.astype(np.int64))
@@ -175,31 +179,9 @@ def _naive_image(path: Path, plan: TransformPlan, detector: Backend, keypoints: 
                     for c in (crop, crop[..., ::-1])]
             peaks = opencv_average_argmax(np.stack(maps), [False, True], [1.0, 1.0], card.flip_pairs)
             hm_h, hm_w = maps[0].shape[2:]
-            _ = np.stack([box[0] + peaks[0, :, 0] * (box[2] - box[0]) / hm_w,
-                          box[1] + peaks[0, :, 1] * (box[3] - box[1]) / hm_h], axis=1)
+            people_points.append(np.stack([box[0] + peaks[0, :, 0] * (box[2] - box[0]) / hm_w,
+                                           box[1] + peaks[0, :, 1] * (box[3] - box[1]) / hm_h], axis=1))
     return len(kept_scores)
-
-
-class _optional_backend:
-    """`make_backend(path)` as a context manager, or None when there is no path."""
-
-    def __init__(self, path: Path | None, choice: str) -> None:
-        self.backend = make_backend(path, choice) if path is not None else None
-
-    def __enter__(self):
-        return self.backend.activate() if self.backend else None
-
-    def __exit__(self, *exc) -> None:
-        if self.backend:
-            self.backend.deactivate()
-
-
-def _person_label(detector: Backend, keypoints: Backend | None) -> int | None:
-    if keypoints is None:
-        return None
-    from engine.label.models import person_label_for
-
-    return person_label_for(detector.card, keypoints.card)
 
 
 # ---- stage scaling -----------------------------------------------------------------------
@@ -305,11 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             records = {json.loads(line)["file_name"]: json.loads(line)
                        for shard in sorted((scratch / f"run{repeat}" / "shards").glob("*.jsonl"))
                        for line in shard.read_text().splitlines()}
-            seconds, candidates = raw_run(args, images, [records[p.name] for p in files], merge)
+            seconds, candidates, stride = raw_run(args, images, [records[p.name] for p in files], merge)
             raw_seconds = min(raw_seconds, seconds)
         naive = None if args.skip_naive else naive_run(args, files, merge)
-        with make_backend(args.detector, args.backend) as detector:
-            stride = detector.card.max_stride
         scaling = stage_scaling(files, images, candidates, args.plan, stride, merge)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -107,32 +107,59 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def compare_detector(ref: list[dict], test: list[dict], top: int) -> list[ParityRow]:
-    """ref/test: per feed, {"boxes" (B,K,4), "scores" (B,K), "labels" (B,K)}."""
-    checked = unmatched = 0
-    worst_iou, worst_score, box_diff = 1.0, 0.0, 0.0
+@dataclass
+class TopMatch:
+    """How the reference's top candidates found partners in the test's outputs."""
+
+    checked: int = 0
+    unmatched: int = 0
+    worst_iou: float = 1.0  # of the best acceptable match (or closest miss) per candidate
+    worst_score: float = 0.0
+    box_diff: float = 0.0  # max coordinate difference over those pairs, px
+
+    @property
+    def matched(self) -> int:
+        return self.checked - self.unmatched
+
+
+def match_top_candidates(ref: list[dict], test: list[dict], top: int, iou_min: float = IOU_MIN,
+                         score_atol: float = SCORE_ATOL, box_atol: float = SMALL_BOX_ATOL) -> TopMatch:
+    """Each of the reference's `top` candidates per image (score > 0) is matched when the
+    test holds a same-class candidate with IoU >= `iou_min` (or every coordinate within
+    `box_atol` px: boxes too small for IoU) and a score within `score_atol`.
+    ref/test: per feed, {"boxes" (B,K,4) xyxy px, "scores" (B,K), "labels" (B,K)}."""
+    result = TopMatch()
     for r, t in zip(ref, test):
         for i in range(r["scores"].shape[0]):
             order = np.argsort(-r["scores"][i], kind="stable")[:top]
             order = order[r["scores"][i][order] > 0]  # padding is not a candidate
             for k in order:
                 same = np.flatnonzero(t["labels"][i] == r["labels"][i][k])
-                checked += 1
+                result.checked += 1
                 if same.size == 0:
-                    unmatched += 1
-                    worst_iou = 0.0
+                    result.unmatched += 1
+                    result.worst_iou = 0.0
                     continue
                 ious = box_iou(r["boxes"][i][k][None], t["boxes"][i][same])[0]
-                close = np.abs(t["boxes"][i][same] - r["boxes"][i][k]).max(axis=1) <= SMALL_BOX_ATOL
+                close = np.abs(t["boxes"][i][same] - r["boxes"][i][k]).max(axis=1) <= box_atol
                 ious = np.where(close, 1.0, ious)
                 score_diff = np.abs(t["scores"][i][same] - r["scores"][i][k])
-                good = (ious >= IOU_MIN) & (score_diff <= SCORE_ATOL)
+                good = (ious >= iou_min) & (score_diff <= score_atol)
                 # Report the best acceptable match, or the closest miss when there is none.
                 best = int(np.argmax(np.where(good, ious, -1.0))) if good.any() else int(np.argmax(ious - score_diff))
-                worst_iou = min(worst_iou, float(ious[best]))
-                worst_score = max(worst_score, float(score_diff[best]))
-                box_diff = max(box_diff, float(np.abs(t["boxes"][i][same[best]] - r["boxes"][i][k]).max()))
-                unmatched += int(not good.any())
+                result.worst_iou = min(result.worst_iou, float(ious[best]))
+                result.worst_score = max(result.worst_score, float(score_diff[best]))
+                result.box_diff = max(result.box_diff,
+                                      float(np.abs(t["boxes"][i][same[best]] - r["boxes"][i][k]).max()))
+                result.unmatched += int(not good.any())
+    return result
+
+
+def compare_detector(ref: list[dict], test: list[dict], top: int) -> list[ParityRow]:
+    """ref/test: per feed, {"boxes" (B,K,4), "scores" (B,K), "labels" (B,K)}."""
+    match = match_top_candidates(ref, test, top)
+    checked, unmatched = match.checked, match.unmatched
+    worst_iou, worst_score, box_diff = match.worst_iou, match.worst_score, match.box_diff
     # Scores are sorted, so position-wise differences mean something; boxes and labels of
     # near-tied candidates may swap ranks, so their difference is taken over matched pairs.
     score_max = max(float(np.abs(r["scores"].astype(np.float64) - t["scores"]).max(initial=0.0))

@@ -33,6 +33,12 @@ class Backend:
     def is_active(self) -> bool:
         return self._active
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        """Whether the active backend computes on the CPU, where two models compete for the
+        same cores (engine.label.run.inference_policy). Accelerator backends keep False."""
+        return False
+
     def activate(self) -> "Backend":
         if self._active:
             raise BackendStateError(f"{self.name}: activate() called on an active backend")

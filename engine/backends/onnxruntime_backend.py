@@ -121,6 +121,10 @@ class OnnxRuntimeBackend(Backend):
         self._session = session
         self._output_names = [spec.name for spec in self.signature.outputs]
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.providers_in_use[:1] == ["CPUExecutionProvider"]
+
     def _with_options(self, providers: list[str]) -> list[str | tuple[str, dict]]:
         result: list[str | tuple[str, dict]] = []
         for name in providers:

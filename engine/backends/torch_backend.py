@@ -122,6 +122,10 @@ class TorchBackend(Backend):
             inp = TensorSpec(card.input_name, "uint8", (None, 3, hc, wc))
         self.signature = GraphSignature((inp,), outputs)
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.torch_device is not None and self.torch_device.type == "cpu"
+
     def _to_device(self, value: Any) -> Any:
         """A feed (`(B, 3, H, W)` uint8 host array, or a tensor) as a tensor on the device.
 

@@ -4,8 +4,8 @@
 on the host and ship all of them: for the paper's plan (shorter side 400..1200, each
 mirrored) a 480x640 photo becomes about 17 Mpx of views, some 36x the original's bytes.
 Here the original `(H, W, 3)` uint8 image is uploaded once and the resize, mirror and
-zero padding run where the detector runs, producing the same `(B, 3, Hp, Wp)` uint8
-batches in the same order.
+zero padding run where the detector runs; `make_batches(views, batch_size,
+stack=torch.stack)` then gives the same `(B, 3, Hp, Wp)` uint8 batches in the same order.
 
 The resize reproduces OpenCV's `cv2.resize(INTER_LINEAR)` on uint8 images in integer
 arithmetic, not `torch.nn.functional.interpolate`. Measured against cv2 5.0 on random
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.label.batches import Batch
 from engine.label.views import TransformPlan, View
 from engine.scaling import round_up, scaled_size
 
@@ -132,23 +131,3 @@ def make_device_views(image: "torch.Tensor", plan: TransformPlan, stride: int) -
         pixels[:, :h, :w] = source
         views.append(View(pixels, (h, w), (height, width), scale, flipped))
     return views
-
-
-def make_device_batches(views_per_image: list[list[View]], batch_size: int) -> list[Batch]:
-    """`make_batches` for device views: same grouping by padded shape, same order and
-    owners; `Batch.pixels` is a `(B, 3, Hp, Wp)` uint8 tensor on the views' device, which
-    `TorchBackend.infer` takes as it is."""
-    import torch
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for i, views in enumerate(views_per_image):
-        for v, view in enumerate(views):
-            groups.setdefault(tuple(view.padded_shape), []).append((i, v))
-    batches = []
-    for owners in groups.values():
-        for start in range(0, len(owners), batch_size):
-            chunk = owners[start:start + batch_size]
-            batches.append(Batch(torch.stack([views_per_image[i][v].pixels for i, v in chunk]), chunk))
-    return batches

@@ -7,7 +7,9 @@ mirrored views are adjacent, so they share a batch), then cut into batches of at
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from engine.label.views import TransformPlan, View
 
 @dataclass
 class Batch:
-    """`pixels`: `(B, 3, Hp, Wp)` uint8; `owners[b]` = (image index in the chunk, view
+    """`pixels`: `(B, 3, Hp, Wp)` uint8 (a host array, or a device tensor); `owners[b]` = (image index in the chunk, view
     index in that image's views) of row b."""
 
     pixels: np.ndarray
@@ -31,8 +33,11 @@ def chunk_images(batch_size: int, plan: TransformPlan) -> int:
     return max(1, batch_size // (2 if plan.mirrored_pairs else 1))
 
 
-def make_batches(views_per_image: list[list[View]], batch_size: int) -> list[Batch]:
-    """Batches of at most `batch_size` same-shape views over a chunk of images."""
+def make_batches(views_per_image: list[list[View]], batch_size: int,
+                 stack: Callable[[list], Any] = np.stack) -> list[Batch]:
+    """Batches of at most `batch_size` same-shape views over a chunk of images. `stack`
+    joins a batch's pixels: `np.stack` for host views, `torch.stack` for views made on the
+    device (engine.backends.torch_views), whose batches stay there."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -43,6 +48,6 @@ def make_batches(views_per_image: list[list[View]], batch_size: int) -> list[Bat
     for owners in groups.values():
         for start in range(0, len(owners), batch_size):
             chunk = owners[start:start + batch_size]
-            pixels = np.stack([views_per_image[i][v].pixels for i, v in chunk])
+            pixels = stack([views_per_image[i][v].pixels for i, v in chunk])
             batches.append(Batch(pixels, chunk))
     return batches

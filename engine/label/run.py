@@ -97,15 +97,6 @@ def inference_policy(backend_threads: int | None, with_keypoints: bool, plan: Tr
     return max(1, (os.cpu_count() or 2) // 2), False
 
 
-def on_cpu(backend) -> bool:
-    """Whether an active backend computes on the CPU (ONNX Runtime's CPU provider or torch
-    on the CPU): only there do two models compete for the same cores."""
-    providers = getattr(backend, "providers_in_use", None)
-    if providers is not None:
-        return providers[:1] == ["CPUExecutionProvider"]
-    return str(getattr(backend, "torch_device", "")) == "cpu"
-
-
 def _model_entry(backend) -> dict:
     card = backend.card
     return {"task": card.task, "card_sha256": card.sha256(), "checkpoint_sha256": card.checkpoint_sha256,
@@ -161,7 +152,7 @@ def label(request: LabelRequest) -> RunSummary:
             "batch_size": request.batch_size, "workers": request.workers, "backend_threads": threads,
         }
         folder.manifest["categories"] = _categories(detector.card, keypoints.card if keypoints else None)
-        turns = take_turns and keypoints is not None and on_cpu(detector) and on_cpu(keypoints)
+        turns = take_turns and keypoints is not None and detector.runs_on_cpu and keypoints.runs_on_cpu
         folder.manifest["runtime"]["models_take_turns"] = turns
         if turns:
             lock = threading.Lock()

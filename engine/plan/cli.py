@@ -125,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {name}: {reason}", file=sys.stderr)
         if not cache.names:
             raise UserError("none of the JSON's images could be read under --images")
-        scorer = SubsetScorer(cache, _restrict(gt, cache.names), detector.card, merge, keypoint_stage,
-                              workers=os.cpu_count() or 1)
+        if cache.failures:
+            gt = _restrict(gt, cache.names)
+        scorer = SubsetScorer(cache, gt, detector.card, merge, keypoint_stage, workers=os.cpu_count() or 1)
         with_keypoints = keypoint_stage is not None
         identity = scorer.score_identity(with_keypoints)
         points = greedy_forward(scorer, len(plan.passes), args.objective, progress)

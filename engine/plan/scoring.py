@@ -92,10 +92,10 @@ class SubsetScorer:
             return list(pool.map(lambda c: merge_candidates(c, self.merge), candidates))
 
     def _score(self, detections: list[Detections], with_keypoints: bool) -> Score:
+        with_keypoints = with_keypoints and self.keypoints is not None
         records = self.records(detections, with_keypoints)
         # Every prediction above the floor, as a labeling run's shards hold them: AP ranks
         # by score, so no threshold is applied here.
         labels = select_labels(records, self.categories, {c["id"]: 0.0 for c in self.categories}, 0.0, {})
         metrics = score_labels(self.gt, labels)
-        measured = with_keypoints and self.keypoints is not None
-        return Score(metrics["box_AP"], metrics["keypoint_AP"] if measured else None)
+        return Score(metrics["box_AP"], metrics["keypoint_AP"] if with_keypoints else None)

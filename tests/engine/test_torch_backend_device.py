@@ -84,9 +84,8 @@ def test_fp16_refused_without_cuda(tmp_path):
     pytest.param("cuda", True, 0.95, 2e-2, 0.5, marks=NO_CUDA),
 ])
 def test_torch_backend_matches_onnxruntime_cpu(exported, device, fp16, iou_min, score_atol, box_atol):
-    from benchmarks.gpu_check import agreement
     from engine.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from export.parity import detector_feeds, synthetic_images
+    from export.parity import detector_feeds, match_top_candidates, synthetic_images
 
     path, wrapper, card = exported["detect"]
     feeds = detector_feeds(synthetic_images(2, seed=3, size=(120, 160)), 192, 320, card.max_stride)
@@ -99,7 +98,8 @@ def test_torch_backend_matches_onnxruntime_cpu(exported, device, fp16, iou_min, 
     for out in test:
         assert out["boxes"].dtype == np.float32 and out["scores"].dtype == np.float32
         assert out["labels"].dtype == np.int32
-    matched, checked = agreement(ref, test, TOP, iou_min, score_atol, box_atol)
+    match = match_top_candidates(ref, test, TOP, iou_min, score_atol, box_atol)
+    matched, checked = match.matched, match.checked
     assert checked > 0 and matched == checked, (
         f"{device} fp16={fp16}: {checked - matched}/{checked} of ONNX Runtime's top-{TOP} candidates "
         f"have no same-class match at IoU >= {iou_min} (or within {box_atol} px), |score diff| <= {score_atol}")

@@ -24,7 +24,7 @@ from engine.label.views import TransformPlan, make_views
 
 torch = pytest.importorskip("torch")
 from engine.backends.torch_views import (  # noqa: E402
-    linear_taps, make_device_batches, make_device_views, resize_linear, upload)
+    linear_taps, make_device_views, resize_linear, upload)
 
 MAX_GREY_DIFF = 1
 MAX_DIFFERING_FRACTION = 1e-3
@@ -74,7 +74,7 @@ def test_device_batches_match_make_batches():
     plan = TransformPlan.grid((90, 150), flip=True, max_size=400)
     chunk = [images["noise"], images["smooth"], images["noise"]]
     host = make_batches([make_views(i, plan, STRIDE) for i in chunk], batch_size=3)
-    device = make_device_batches([make_device_views(upload(i, "cpu"), plan, STRIDE) for i in chunk], 3)
+    device = make_batches([make_device_views(upload(i, "cpu"), plan, STRIDE) for i in chunk], 3, stack=torch.stack)
     assert [b.owners for b in device] == [b.owners for b in host]
     for h, d in zip(host, device):
         _assert_close(h.pixels, d.pixels.numpy(), f"batch {h.owners}")
