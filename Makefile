@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extras installed into the local environment; add `trt` on a TensorRT box.
-EXTRAS ?= train,export,plots,dev,lint
+EXTRAS ?= train,export,plots,dev,lint,scale
 
 .PHONY: setup test demo teacher export label select student loop report experiment bench clean
 
@@ -193,6 +193,16 @@ bench: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IM
 	$(BIN)/python -m benchmarks.throughput --detector $(RUN)/round1/detector.onnx \
 		--keypoints $(RUN)/round1/keypoints.onnx --images $(UNLABELED_IMAGES) --count $(BENCH_COUNT) \
 		--scales $(BENCH_SCALES) --max-detections $(MAX_DETECTIONS) --out $(RUN)/bench
+
+# ---- scale-out: distill label --ray with 1 and 2 actors against one box (benchmarks/ray_throughput.py)
+# On round 1's teachers, BENCH_RAY_COUNT images (the unlabeled folder, cycled) at the demo's
+# scales, on a local Ray cluster; writes $(RUN)/bench/ray_throughput.json. docs/scale-out.md.
+BENCH_RAY_COUNT ?= 200
+.PHONY: bench-ray
+bench-ray: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IMAGES)
+	$(BIN)/python -m benchmarks.ray_throughput --detector $(RUN)/round1/detector.onnx \
+		--keypoints $(RUN)/round1/keypoints.onnx --images $(UNLABELED_IMAGES) --count $(BENCH_RAY_COUNT) \
+		--scales $(SCALES) --max-detections $(MAX_DETECTIONS) --out $(RUN)/bench
 
 # ---- container images: docker/Dockerfile.gpu (TensorRT) and .cpu; docs/gpu-box.md ---------
 # `make docker` builds both; `make lint-docker` lints both with hadolint, from the `lint`

@@ -49,7 +49,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings and models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    """Scale-out: the same run on a Ray cluster (docs/scale-out.md)."""
+    group = p.add_argument_group("scale-out on Ray (pip install 'distill[scale]')")
+    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run on a Ray cluster with Ray Data: ADDRESS (host:6379, ray://host:10001), or "
+                            "none for RAY_ADDRESS, else the cluster `ray start` made here, else a new local one")
+    group.add_argument("--actors", type=int, default=None,
+                       help="labeling actors (default: one per GPU; without GPUs, one per CPU but one)")
+    group.add_argument("--actor-cpus", type=float, default=None,
+                       help="CPUs each actor reserves and uses as threads (default 1; with GPUs, "
+                            "an equal share of the CPUs but one)")
+    group.add_argument("--actor-gpus", type=float, default=None,
+                       help="GPUs each actor reserves (default 1 where the cluster has GPUs, else 0)")
 
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
@@ -111,9 +127,24 @@ def _transform_plan(args: argparse.Namespace):
     return grid_plan(args)
 
 
+def _ray_options(args: argparse.Namespace) -> dict | None:
+    """The scale-out options, or None for a run on this box (refusing them without --ray)."""
+    given = [flag for flag, value in (("--actors", args.actors), ("--actor-cpus", args.actor_cpus),
+                                      ("--actor-gpus", args.actor_gpus)) if value is not None]
+    if args.ray is None:
+        if given:
+            raise UserError(f"{', '.join(given)} only apply with --ray")
+        return None
+    if args.workers is not None:
+        raise UserError("--workers does not apply with --ray: each actor uses --actor-cpus threads")
+    return {"address": args.ray or None, "actors": positive(args.actors, "--actors") if args.actors is not None else None,
+            "actor_cpus": args.actor_cpus, "actor_gpus": args.actor_gpus}
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.label.run import LabelRequest, label
 
+    ray_options = _ray_options(args)
     request = LabelRequest(
         detector=args.detector, keypoints=args.keypoints, images=args.images, list_file=args.list,
         out=args.out, plan=_transform_plan(args), keypoint_flip=args.keypoint_flip,
@@ -125,7 +156,12 @@ def run(args: argparse.Namespace) -> int:
         backend_threads=positive(args.backend_threads, "--backend-threads") if args.backend_threads is not None else None,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
-    summary = label(request)
+    if ray_options is not None:
+        from engine.scale.driver import label_on_ray
+
+        summary = label_on_ray(request, **ray_options)
+    else:
+        summary = label(request)
     for line in summary.lines():
         print(line)
     return 0

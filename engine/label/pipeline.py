@@ -2,7 +2,7 @@
 
     feeder ──> decode + views (pool of `workers` threads) ──> detector inference
            ──> merge (pool of `workers` threads, Numba kernels release the GIL)
-           ──> keypoint stage ──> shard writer (this thread)
+           ──> keypoint stage ──> record sink: shard writer (this thread)
 
 Every queue is bounded, so the images in flight (and the memory) do not depend on the
 size of the dump; items keep their discovery order end to end, which is what makes
@@ -18,16 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from engine.errors import UserError
 from engine.label.decode import DecodeError, decode_file
 from engine.label.discover import Source
 from engine.label.labeler import Labeler
-from engine.label.shards import RunFolder, ShardWriter
+from engine.label.shards import FinishedShards
 
 STAGES = ("discover", "decode", "views", "inference", "ensemble", "keypoints", "write")
 _END = object()
@@ -85,24 +84,35 @@ class RunSummary:
         return lines
 
 
+class RecordSink(Protocol):
+    """Where the pipeline hands finished items, in discovery order: a ShardWriter (shard
+    files of a run folder) or a scale-out actor's in-memory collector."""
+
+    def add(self, index: int, name: str, record: dict | None, reason: str | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _Abort(Exception):
     """Another stage failed; this one stops quietly."""
 
 
 class Pipeline:
-    """One labeling run over `sources` into `folder` (see the module docstring).
+    """One labeling run over `sources` into `sink` (see the module docstring).
 
-    workers: threads for decoding and for merging each; chunk_images: images whose views
-    are batched together; max_pixels: the decoder's bomb guard; count_sources: a fresh
-    iterator over the same input, walked in the background only to give the progress
-    bar its total (None: no total).
+    finished: the shards a resumed run already wrote, whose images are skipped (None:
+    label everything); workers: threads for decoding and for merging each; chunk_images:
+    images whose views are batched together; max_pixels: the decoder's bomb guard;
+    count_sources: a fresh iterator over the same input, walked in the background only to
+    give the progress bar its total (None: no total).
     """
 
-    def __init__(self, labeler: Labeler, folder: RunFolder, workers: int, max_pixels: int,
-                 chunk_images: int, progress: bool = True,
+    def __init__(self, labeler: Labeler, sink: RecordSink, finished: FinishedShards | None, workers: int,
+                 max_pixels: int, chunk_images: int, progress: bool = True,
                  count_sources: Callable[[], Iterator[Source]] | None = None) -> None:
         self.labeler = labeler
-        self.folder = folder
+        self.sink = sink
+        self.finished = finished
         self.workers = max(1, workers)
         self.max_pixels = max_pixels
         self.chunk_images = max(1, chunk_images)
@@ -151,18 +161,10 @@ class Pipeline:
 
     # ---- stages ---------------------------------------------------------------------
     def _feed(self, sources: Iterator[Source], decode_pool: ThreadPoolExecutor) -> None:
-        finished = self.folder.finished()
-        size = self.folder.shard_size
         start = time.perf_counter()
         for index, source in enumerate(sources):
             start = self.clock.add("discover", start)
-            shard, offset = divmod(index, size)
-            if shard in finished:
-                entry = finished[shard]
-                if (offset == 0 and source.name != entry["first"]) or offset >= entry["images"] + entry["failures"]:
-                    raise UserError(f"--resume refused: the input changed since the run started "
-                                    f"(shard {shard} began with {entry['first']!r}, now {source.name!r} "
-                                    f"at position {index})")
+            if self.finished is not None and self.finished.covers(index, source.name):
                 self.summary.skipped += 1
                 continue
             self._put(self._prepared, decode_pool.submit(self._prepare, index, source))
@@ -239,7 +241,6 @@ class Pipeline:
     def run(self, sources: Iterator[Source]) -> RunSummary:
         self.summary = RunSummary()
         wall = time.perf_counter()
-        writer = ShardWriter(self.folder)
         bar = tqdm(desc="label", unit="img", disable=not self.progress, dynamic_ncols=True)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
         merge_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="merge")
@@ -259,7 +260,7 @@ class Pipeline:
                     break
                 start = time.perf_counter()
                 for item in chunk:
-                    writer.add(item.index, item.source.name, item.record, item.reason)
+                    self.sink.add(item.index, item.source.name, item.record, item.reason)
                     if item.record is None:
                         self.summary.failed += 1
                     else:
@@ -268,7 +269,7 @@ class Pipeline:
                 self.clock.add("write", start)
                 bar.update(len(chunk))
                 bar.set_postfix(failed=self.summary.failed, refresh=False)
-            writer.close()
+            self.sink.close()
         except _Abort:
             pass
         except BaseException:

@@ -10,18 +10,20 @@ import contextlib
 import itertools
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.backends.base import Backend
 from engine.errors import UserError
 from engine.label.batches import chunk_images
 from engine.label.decode import DEFAULT_MAX_PIXELS
-from engine.label.discover import open_sources
+from engine.label.discover import Source, open_sources
 from engine.label.labeler import Labeler, LabelSettings, TakingTurns
 from engine.label.merge import MergeSettings
 from engine.label.models import check_task, make_backend, person_label_for
 from engine.label.pipeline import Pipeline, RunSummary
-from engine.label.shards import RunFolder
+from engine.label.shards import RunFolder, ShardWriter
 from engine.label.views import TransformPlan
 
 
@@ -84,20 +86,64 @@ def _merge_settings(request: LabelRequest) -> MergeSettings:
 TURNS_ABOVE_PIXELS = 2_000_000
 
 
-def inference_policy(backend_threads: int | None, with_keypoints: bool, plan: TransformPlan) -> tuple[int, bool]:
+def inference_policy(backend_threads: int | None, with_keypoints: bool, plan: TransformPlan,
+                     cores: int | None = None) -> tuple[int, bool]:
     """(intra-op threads of each ONNX Runtime session on the CPU, 0 = every core; whether
     the two models take turns). A detector alone gets every core; `backend_threads`, when
-    given, is used as it is, without turns."""
+    given, is used as it is, without turns. cores: the cores the models may use (default:
+    this machine's; a scale-out actor passes its share)."""
     if backend_threads is not None:
         return backend_threads, False
     if not with_keypoints:
-        return 0, False
+        return cores or 0, False
     if sum(scale * scale for scale, _ in plan.passes) >= TURNS_ABOVE_PIXELS:
-        return 0, True
-    return max(1, (os.cpu_count() or 2) // 2), False
+        return cores or 0, True
+    return max(1, (cores or os.cpu_count() or 2) // 2), False
 
 
-def _model_entry(backend) -> dict:
+@dataclass
+class Teachers:
+    """The active models of a run; `take_turns`: both on the CPU, taking turns."""
+
+    detector: Backend
+    keypoints: Backend | None
+    person: int | None
+    take_turns: bool
+
+    def labeler(self, settings: LabelSettings) -> Labeler:
+        if self.take_turns:
+            lock = threading.Lock()
+            return Labeler(TakingTurns(self.detector, lock), TakingTurns(self.keypoints, lock), self.person, settings)
+        return Labeler(self.detector, self.keypoints, self.person, settings)
+
+    def runtime(self) -> dict:
+        """How the models execute, for the manifest (not compared on resume)."""
+        models = [b for b in (self.detector, self.keypoints) if b is not None]
+        return {"backend": [type(b).__name__ for b in models],
+                "providers": getattr(self.detector, "providers_in_use", []),
+                "models_take_turns": self.take_turns}
+
+
+@contextlib.contextmanager
+def open_teachers(request: LabelRequest, threads: int, take_turns: bool) -> Iterator[Teachers]:
+    """The request's models, activated and checked (task, person category); deactivated
+    on exit. threads: ONNX Runtime CPU threads per model (0 = every core); take_turns:
+    make the two models take turns when both run on the CPU."""
+    with contextlib.ExitStack() as stack:
+        detector = make_backend(request.detector, request.backend, threads=threads, fp16=request.fp16)
+        stack.enter_context(detector)
+        check_task(detector.card, "detect", request.detector)
+        keypoints, person = None, None
+        if request.keypoints is not None:
+            keypoints = make_backend(request.keypoints, request.backend, threads=threads, fp16=request.fp16)
+            stack.enter_context(keypoints)
+            check_task(keypoints.card, "keypoints", request.keypoints)
+            person = person_label_for(detector.card, keypoints.card)
+        turns = take_turns and keypoints is not None and detector.runs_on_cpu and keypoints.runs_on_cpu
+        yield Teachers(detector, keypoints, person, turns)
+
+
+def _model_entry(backend: Backend) -> dict:
     card = backend.card
     return {"task": card.task, "card_sha256": card.sha256(), "checkpoint_sha256": card.checkpoint_sha256,
             "model_name": card.model_name}
@@ -115,54 +161,57 @@ def _categories(detector, keypoints) -> list[dict]:
     return result
 
 
-def label(request: LabelRequest) -> RunSummary:
-    """Label the request's images into `request.out`; returns the run's summary."""
-    plan = request.plan
-    settings = LabelSettings(plan, _merge_settings(request), request.keypoint_flip, request.batch_size)
-    max_pixels = request.max_pixels or DEFAULT_MAX_PIXELS
+@dataclass
+class CheckedRequest:
+    """A request checked before any model is opened: what decides the records, the
+    input root and its sources (the first one already found)."""
+
+    settings: LabelSettings
+    max_pixels: int
+    root: Path
+    sources: Iterator[Source]
+
+
+def check_request(request: LabelRequest) -> CheckedRequest:
+    """Settings and input of `request`; UserError for bad settings or no images."""
+    settings = LabelSettings(request.plan, _merge_settings(request), request.keypoint_flip, request.batch_size)
     root, sources = open_sources(request.images, request.list_file)
     first = next(sources, None)
     if first is None:
         raise UserError(f"no images found in {request.images or request.list_file}")
-    sources = itertools.chain([first], sources)
+    return CheckedRequest(settings, request.max_pixels or DEFAULT_MAX_PIXELS, root, itertools.chain([first], sources))
 
-    threads, take_turns = inference_policy(request.backend_threads, request.keypoints is not None, plan)
-    with contextlib.ExitStack() as stack:
-        detector = make_backend(request.detector, request.backend, threads=threads, fp16=request.fp16)
-        stack.enter_context(detector)
-        check_task(detector.card, "detect", request.detector)
-        keypoints, person = None, None
-        if request.keypoints is not None:
-            keypoints = make_backend(request.keypoints, request.backend, threads=threads, fp16=request.fp16)
-            stack.enter_context(keypoints)
-            check_task(keypoints.card, "keypoints", request.keypoints)
-            person = person_label_for(detector.card, keypoints.card)
-        run_settings = {
-            "input": {"images": str(root.resolve())} if request.images else {"list": str(request.list_file.resolve())},
-            "detector": _model_entry(detector),
-            "keypoints": _model_entry(keypoints) if keypoints else None,
-            "labeling": settings.to_dict(),
-            "max_pixels": max_pixels,
-        }
-        folder = RunFolder(request.out, run_settings, request.shard_size, request.resume)
-        # How this run executes (not compared on resume: it does not change the records).
-        folder.manifest["runtime"] = {
-            "backend": [type(b).__name__ for b in (detector, keypoints) if b is not None],
-            "providers": getattr(detector, "providers_in_use", []),
-            "batch_size": request.batch_size, "workers": request.workers, "backend_threads": threads,
-        }
-        folder.manifest["categories"] = _categories(detector.card, keypoints.card if keypoints else None)
-        turns = take_turns and keypoints is not None and detector.runs_on_cpu and keypoints.runs_on_cpu
-        folder.manifest["runtime"]["models_take_turns"] = turns
-        if turns:
-            lock = threading.Lock()
-            labeler = Labeler(TakingTurns(detector, lock), TakingTurns(keypoints, lock), person, settings)
-        else:
-            labeler = Labeler(detector, keypoints, person, settings)
-        pipeline = Pipeline(labeler, folder, request.workers, max_pixels,
-                            chunk_images=chunk_images(request.batch_size, plan),
+
+def open_run_folder(request: LabelRequest, checked: CheckedRequest, teachers: Teachers) -> RunFolder:
+    """OUT created with its manifest (or reopened for --resume after comparing settings),
+    with the run's categories."""
+    settings = {
+        "input": ({"images": str(checked.root.resolve())} if request.images
+                  else {"list": str(request.list_file.resolve())}),
+        "detector": _model_entry(teachers.detector),
+        "keypoints": _model_entry(teachers.keypoints) if teachers.keypoints else None,
+        "labeling": checked.settings.to_dict(),
+        "max_pixels": checked.max_pixels,
+    }
+    folder = RunFolder(request.out, settings, request.shard_size, request.resume)
+    folder.manifest["categories"] = _categories(teachers.detector.card,
+                                                teachers.keypoints.card if teachers.keypoints else None)
+    return folder
+
+
+def label(request: LabelRequest) -> RunSummary:
+    """Label the request's images into `request.out` on this box; returns the run's summary."""
+    checked = check_request(request)
+    threads, take_turns = inference_policy(request.backend_threads, request.keypoints is not None, request.plan)
+    with open_teachers(request, threads, take_turns) as teachers:
+        folder = open_run_folder(request, checked, teachers)
+        folder.manifest["runtime"] = {**teachers.runtime(), "batch_size": request.batch_size,
+                                      "workers": request.workers, "backend_threads": threads}
+        pipeline = Pipeline(teachers.labeler(checked.settings), ShardWriter(folder), folder.finished(),
+                            request.workers, checked.max_pixels,
+                            chunk_images=chunk_images(request.batch_size, request.plan),
                             progress=request.progress,
                             count_sources=lambda: open_sources(request.images, request.list_file)[1])
-        summary = pipeline.run(sources)
+        summary = pipeline.run(checked.sources)
         folder.mark_complete(summary.to_dict())
     return summary

@@ -32,6 +32,11 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.jsonl"
 
 
+def record_line(record: dict[str, Any]) -> str:
+    """A record as its line in a shard file (compact JSON, UTF-8 kept, newline)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def read_manifest(out: Path) -> dict[str, Any]:
     """The manifest of a run folder; UserError when there is none or it is unreadable."""
     path = out / "manifest.json"
@@ -93,12 +98,12 @@ class RunFolder:
     def shard_size(self) -> int:
         return int(self.manifest["shard_size"])
 
-    def finished(self) -> dict[int, dict[str, Any]]:
-        """{shard index: manifest entry} of the shards already written."""
-        return {int(s["index"]): s for s in self.manifest["shards"]}
+    def finished(self) -> "FinishedShards":
+        """The shards already written (by the run being resumed)."""
+        return FinishedShards({int(s["index"]): s for s in self.manifest["shards"]}, self.shard_size)
 
     def _drop_unfinished_failures(self) -> None:
-        done = set(self.finished())
+        done = set(self.finished().entries)
         kept = []
         if self.failures_path.exists():
             for line in self.failures_path.read_text().splitlines():
@@ -122,10 +127,51 @@ class RunFolder:
         self.manifest["shards"].sort(key=lambda s: s["index"])
         write_json_atomically(self.manifest_path, self.manifest, indent=1)
 
+    def temporary_path(self, index: int) -> Path:
+        """Where shard `index` is written before its rename (hidden: readers skip it)."""
+        return self.shards_dir / f".{shard_name(index)}.tmp"
+
+    def write_shard(self, index: int, lines: str, first: str, images: int, failures: list[dict]) -> None:
+        """Write and commit a whole shard at once (a scale-out run's shards arrive whole).
+        lines: its records' `record_line`s, joined."""
+        tmp = self.temporary_path(index)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        self.commit(index, tmp, first, images, failures)
+
     def mark_complete(self, summary: dict[str, Any]) -> None:
         self.manifest["complete"] = True
         self.manifest["summary"] = summary
         write_json_atomically(self.manifest_path, self.manifest, indent=1)
+
+
+class FinishedShards:
+    """Which discovery indices the run being resumed already wrote, by shard.
+
+    entries: {shard index: manifest entry}; size: images per shard.
+    """
+
+    def __init__(self, entries: dict[int, dict[str, Any]], size: int) -> None:
+        self.entries = entries
+        self.size = size
+
+    def __contains__(self, shard: int) -> bool:
+        return shard in self.entries
+
+    def covers(self, index: int, name: str) -> bool:
+        """Whether discovery index `index` (file `name`) lies in a finished shard. Refuses
+        (UserError) an input that changed since: another first file in a finished shard,
+        or more files in it than it was written with."""
+        shard, offset = divmod(index, self.size)
+        entry = self.entries.get(shard)
+        if entry is None:
+            return False
+        if (offset == 0 and name != entry["first"]) or offset >= entry["images"] + entry["failures"]:
+            raise UserError(f"--resume refused: the input changed since the run started "
+                            f"(shard {shard} began with {entry['first']!r}, now {name!r} at position {index})")
+        return True
 
 
 class ShardWriter:
@@ -149,7 +195,7 @@ class ShardWriter:
             self._commit()
             self._open(shard, name)
         if record is not None:
-            self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self._file.write(record_line(record))
             self._images += 1
         else:
             self._failures.append({"file_name": name, "reason": reason})
@@ -158,7 +204,7 @@ class ShardWriter:
 
     def _open(self, shard: int, first: str) -> None:
         self._shard, self._first, self._images, self._failures = shard, first, 0, []
-        self._tmp = self.folder.shards_dir / f".{shard_name(shard)}.tmp"
+        self._tmp = self.folder.temporary_path(shard)
         self._file = open(self._tmp, "w", encoding="utf-8")
 
     def _commit(self) -> None:

@@ -1,0 +1,127 @@
+"""Scale-out throughput: `distill label --ray` with 1 and 2 actors against the single-box
+pipeline, measured in one run on the same images and settings.
+
+    .venv/bin/python -m benchmarks.ray_throughput --detector D.onnx [--keypoints K.onnx] \
+        --images DIR [--count 200] [--scales 160:224:32] [--shard-size 10] [--cpus 2] \
+        [--out runs/bench-ray]
+
+One local Ray cluster is started first (`ray.init(num_cpus=--cpus)`) and reused, so its
+start-up is reported apart and not counted. Each Ray figure is a whole job as a user runs
+it: the driver checks the models and lists the input, the actors start, load the models
+and label every shard, the driver writes the shards. Every path runs once untimed first
+(model and kernel caches warm, worker processes started), then `--repeats` times,
+interleaved; the best of each counts. Also checks that each Ray run wrote the single-box
+run's shard files byte for byte. Prints a table, writes OUT/ray_throughput.json; the
+last line is `ray1/box=A ray2/box=B`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from engine.label.discover import discover_folder
+from engine.label.run import LabelRequest, label
+from engine.label.views import TransformPlan, parse_scales
+from engine.scale.driver import label_on_ray
+
+
+def _subset(images: Path, count: int, into: Path) -> Path:
+    """`count` images of `images` linked into one folder: the first ones in discovery
+    order, the whole folder again (under copy-k/) as often as it takes to reach `count`,
+    so that a small folder can still give a run long enough to outweigh start-up."""
+    sources = [s for s in discover_folder(images) if s.problem is None]
+    into.mkdir(parents=True)
+    for i in range(count):
+        source = sources[i % len(sources)]
+        lap = i // len(sources)
+        target = into / (source.name if lap == 0 else f"copy-{lap}/{source.name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(source.path.resolve(), target)
+    return into
+
+
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").iterdir())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--detector", type=Path, required=True)
+    parser.add_argument("--keypoints", type=Path)
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=200,
+                        help="images (default 200; the folder is cycled when it holds fewer)")
+    parser.add_argument("--scales", default="160:224:32", help="shorter sides (default 160:224:32, mirrored)")
+    parser.add_argument("--max-size", type=int, default=384)
+    parser.add_argument("--max-detections", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--shard-size", type=int, default=10, help="images per shard: per Ray task (default 10)")
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray cluster")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-ray"))
+    args = parser.parse_args()
+
+    import ray
+
+    work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
+    images = _subset(args.images, args.count, work / "images")
+    count = sum(1 for _ in discover_folder(images))
+
+    def request(out: Path, workers: int) -> LabelRequest:
+        return LabelRequest(detector=args.detector, keypoints=args.keypoints, images=images, out=out,
+                            plan=TransformPlan.grid(parse_scales(args.scales), max_size=args.max_size),
+                            batch_size=args.batch_size, workers=workers, max_detections=args.max_detections,
+                            shard_size=args.shard_size, progress=False)
+
+    start = time.perf_counter()
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    cluster_start = time.perf_counter() - start
+
+    paths = {"box": None, "ray1": 1, "ray2": 2}
+    best = dict.fromkeys(paths, float("inf"))
+    reference: dict[str, bytes] | None = None
+    identical = dict.fromkeys(paths, True)
+    for attempt in range(args.repeats + 1):  # attempt 0 warms up, untimed
+        for name, actors in paths.items():
+            out = work / f"{name}-{attempt}"
+            start = time.perf_counter()
+            if actors is None:
+                label(request(out, workers=os.cpu_count() or 2))
+            else:
+                label_on_ray(request(out, workers=1), address=None, actors=actors, actor_cpus=1)
+            seconds = time.perf_counter() - start
+            shards = _shard_bytes(out)
+            reference = reference or shards
+            identical[name] &= shards == reference
+            if attempt:
+                best[name] = min(best[name], seconds)
+            shutil.rmtree(out)
+    ray.shutdown()
+    shutil.rmtree(work)
+
+    rates = {name: count / seconds for name, seconds in best.items()}
+    print(f"{count} images, scales {args.scales} x mirror, shard size {args.shard_size}, "
+          f"local Ray cluster of {args.cpus} CPUs (started in {cluster_start:.1f} s, not counted), "
+          f"best of {args.repeats}")
+    print(f"{'path':<28}{'seconds':>9}{'images/s':>10}{'vs box':>8}  shards as the box's")
+    labels = {"box": "single box (distill label)", "ray1": "ray, 1 actor of 1 CPU", "ray2": "ray, 2 actors of 1 CPU"}
+    for name in paths:
+        print(f"{labels[name]:<28}{best[name]:>9.2f}{rates[name]:>10.2f}{rates[name] / rates['box']:>8.2f}  "
+              f"{'identical' if identical[name] else 'DIFFERENT'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ray_throughput.json").write_text(json.dumps(
+        {"images": count, "scales": args.scales, "shard_size": args.shard_size, "cpus": args.cpus,
+         "cluster_start_seconds": round(cluster_start, 2), "seconds": {k: round(v, 3) for k, v in best.items()},
+         "images_per_second": {k: round(v, 3) for k, v in rates.items()}, "identical_shards": identical}, indent=1))
+    print(f"ray1/box={rates['ray1'] / rates['box']:.2f} ray2/box={rates['ray2'] / rates['box']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

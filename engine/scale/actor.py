@@ -1,0 +1,90 @@
+"""One Ray Data actor: the teachers loaded once, then shard after shard labeled by the
+single-box pipeline (`engine.label.pipeline.Pipeline`), so decoding, views, inference,
+merging and keypoints overlap inside the actor exactly as they do on one box.
+
+Each file is read and decoded here, from its bytes, by the engine's guarded decoder: an
+unreadable image becomes a failure entry, never an exception (Ray Data's own image
+reader fails the whole job on one undecodable file). The actor returns each shard's
+records as the JSON lines the shard file will hold; the driver writes them.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from engine.label.batches import chunk_images
+from engine.label.labeler import LabelSettings
+from engine.label.pipeline import Pipeline
+from engine.label.run import LabelRequest, inference_policy, open_teachers
+from engine.label.shards import record_line
+from engine.scale.split import sources_of_row
+
+
+class ShardCollector:
+    """A pipeline sink that keeps one shard in memory: record lines and failures, in
+    discovery order."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.failures: list[dict] = []
+
+    def add(self, index: int, name: str, record: dict | None, reason: str | None) -> None:
+        if record is not None:
+            self.lines.append(record_line(record))
+        else:
+            self.failures.append({"file_name": name, "reason": reason})
+
+    def close(self) -> None:
+        pass
+
+
+class ShardLabeler:
+    """The callable class of `map_batches`: rows {"shard", "names", "problems"} in, rows
+    {"shard", "first", "records", "failures", "images", "detections", "stage_seconds"} out
+    (records: the shard's JSON lines; failures and stage_seconds: JSON text).
+
+    request: the run's request (models, backend); root: the input root the rows' names
+    are relative to; settings, max_pixels: as the driver checked them; threads: the CPU threads this actor reserved, for its decode and merge
+    workers and for ONNX Runtime on the CPU.
+    """
+
+    def __init__(self, request: LabelRequest, root: Path, settings: LabelSettings, max_pixels: int,
+                 threads: int) -> None:
+        self.request = request
+        self.root = root
+        self.max_pixels = max_pixels
+        self.threads = threads
+        backend_threads, take_turns = inference_policy(request.backend_threads, request.keypoints is not None,
+                                                       request.plan, cores=threads)
+        self._stack = ExitStack()
+        self.teachers = self._stack.enter_context(open_teachers(request, backend_threads, take_turns))
+        self.labeler = self.teachers.labeler(settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {key: [] for key in ("shard", "first", "records", "failures", "images",
+                                                     "detections", "stage_seconds")}
+        for shard, names, problems in zip(batch["shard"], batch["names"], batch["problems"]):
+            sources = sources_of_row(names, problems, self.root)
+            collector = ShardCollector()
+            pipeline = Pipeline(self.labeler, collector, None, self.threads, self.max_pixels,
+                                chunk_images=chunk_images(self.request.batch_size, self.request.plan),
+                                progress=False)
+            summary = pipeline.run(iter(sources))
+            out["shard"].append(int(shard))
+            out["first"].append(sources[0].name)
+            out["records"].append("".join(collector.lines))
+            out["failures"].append(json.dumps(collector.failures, ensure_ascii=False))
+            out["images"].append(summary.images)
+            out["detections"].append(summary.detections)
+            out["stage_seconds"].append(json.dumps(summary.stage_seconds))
+        return {key: np.array(values, dtype=object if key in ("first", "records", "failures", "stage_seconds")
+                              else np.int64) for key, values in out.items()}
+
+    def __del__(self) -> None:
+        stack = getattr(self, "_stack", None)
+        if stack is not None:
+            stack.close()

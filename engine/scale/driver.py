@@ -1,0 +1,83 @@
+"""`distill label --ray`: the same run folder as one box, written by a Ray Data job.
+
+The driver checks the request and opens the models once (the same checks, model cards and
+manifest as a local run), lists the input and cuts it into shards (`split`), and hands
+the unfinished ones to a pool of `ShardLabeler` actors through `map_batches`, one shard
+per call. Shards come back whole, in whatever order they finish; the driver commits each
+one into OUT exactly as the single-box writer does (failures, atomic rename, manifest), so
+`distill select` reads a cluster run like a local one, and a killed job resumed with
+`--resume` labels only the shards that are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from tqdm import tqdm
+
+from engine.errors import UserError
+from engine.label.pipeline import STAGES, RunSummary
+from engine.label.run import LabelRequest, check_request, open_run_folder, open_teachers
+from engine.scale.actor import ShardLabeler
+from engine.scale.cluster import ActorPool, connect, import_ray, size_pool
+from engine.scale.split import split_into_shards
+
+
+def label_on_ray(request: LabelRequest, address: str | None, actors: int | None = None,
+                 actor_cpus: float | None = None, actor_gpus: float | None = None) -> RunSummary:
+    """Label the request's images into `request.out` on the Ray cluster at `address`
+    (see `cluster.connect`); actors, actor_cpus, actor_gpus: the pool (None: defaults,
+    `cluster.size_pool`). Returns the run's summary, stage seconds summed over actors."""
+    wall = time.perf_counter()
+    checked = check_request(request)
+    # Opened here once, on one thread, only to check them and read their cards for the
+    # manifest; the actors open their own copies. The pool is sized before OUT is made,
+    # so that a pool the cluster cannot hold leaves nothing behind.
+    with open_teachers(request, threads=1, take_turns=False) as teachers:
+        pool = size_pool(connect(address), actors, actor_cpus, actor_gpus)
+        folder = open_run_folder(request, checked, teachers)
+    split = split_into_shards(checked.sources, folder.shard_size, folder.finished())
+    folder.manifest["runtime"] = {"ray": {"address": address or "default", "actors": pool.actors,
+                                          "actor_cpus": pool.cpus, "actor_gpus": pool.gpus},
+                                  "backend": request.backend, "batch_size": request.batch_size}
+    summary = RunSummary(skipped=split.skipped, stage_seconds=dict.fromkeys(STAGES, 0.0))
+    if split.rows:
+        _run_job(request, checked, folder, split, pool, summary)
+    summary.wall_seconds = time.perf_counter() - wall
+    folder.mark_complete(summary.to_dict())
+    return summary
+
+
+def _run_job(request, checked, folder, split, pool: ActorPool, summary: RunSummary) -> None:
+    ray = import_ray()
+    # Absolute paths: an actor's working folder is not the driver's.
+    request = dataclasses.replace(request, detector=request.detector.resolve(),
+                                  keypoints=request.keypoints.resolve() if request.keypoints else None)
+    dataset = ray.data.from_items(split.rows, override_num_blocks=len(split.rows))
+    labeled = dataset.map_batches(
+        ShardLabeler, batch_size=1, batch_format="numpy",
+        fn_constructor_kwargs={"request": request, "root": checked.root.resolve(), "settings": checked.settings,
+                               "max_pixels": checked.max_pixels, "threads": pool.threads},
+        compute=ray.data.ActorPoolStrategy(size=pool.actors), num_cpus=pool.cpus, num_gpus=pool.gpus or None)
+    bar = tqdm(total=split.images, desc=f"label on ray ({pool.describe()})", unit="img",
+               disable=not request.progress, dynamic_ncols=True)
+    try:
+        for row in labeled.iter_rows():
+            failures = json.loads(row["failures"])
+            folder.write_shard(int(row["shard"]), row["records"], row["first"], int(row["images"]), failures)
+            summary.images += int(row["images"])
+            summary.failed += len(failures)
+            summary.detections += int(row["detections"])
+            for stage, seconds in json.loads(row["stage_seconds"]).items():
+                summary.stage_seconds[stage] += seconds
+            bar.update(int(row["images"]) + len(failures))
+            bar.set_postfix(failed=summary.failed, refresh=False)
+    except ray.exceptions.RayError as error:
+        # An actor that cannot start or a worker lost: not an image (those are failures).
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise UserError(f"the Ray job failed ({type(error).__name__}): {first}; "
+                        f"shards written so far are kept, --resume continues") from None
+    finally:
+        bar.close()
