@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Extras installed into the local environment; add `trt` on a TensorRT box.
 EXTRAS ?= train,export,plots,dev,lint,scale
 
-.PHONY: setup test demo teacher export label select student loop report experiment bench clean
+.PHONY: setup test demo teacher export label select student gallery loop report experiment bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,7 @@ test: setup
 #   make label   [ROUND=k]       the unlabeled images, every transform (distill label)
 #   make select  [ROUND=k]       calibrated labels (distill select --labeled)
 #   make student [ROUND=k]       both students, from scratch, labeled + generated 6:4
+#   make gallery [ROUND=k]       the review gallery of round k's labels (distill gallery)
 #   make loop ROUNDS=N           rounds 1..N, then each round's table
 # Data defaults to the demo's synthetic sets (made on demand); point the variables at
 # your own COCO files and image folders instead. UNLABELED_GT (hidden ground truth of
@@ -96,12 +97,13 @@ export: $(RUN)/round$(ROUND)/detector.onnx $(RUN)/round$(ROUND)/keypoints.onnx
 label: $(RUN)/round$(ROUND)/labels.done
 select: $(RUN)/round$(ROUND)/generated.json
 student: $(RUN)/round$(ROUND)/student-detector/metrics.json $(RUN)/round$(ROUND)/student-keypoints/metrics.json
+gallery: $(RUN)/round$(ROUND)/gallery/index.html
 
 # Rounds one after the other (round k needs round k-1's students), then their tables;
 # within a round, JOBS steps at a time (-O: each step's output printed whole).
 loop:
 	@for round in $$(seq 1 $(ROUNDS)); do \
-		$(MAKE) -j$(JOBS) -O --no-print-directory student report ROUND=$$round || exit 1; done
+		$(MAKE) -j$(JOBS) -O --no-print-directory student gallery report ROUND=$$round || exit 1; done
 
 $(RUN)/teacher-detector/metrics.json: $(LABELED_JSON) $(VAL_JSON)
 	$(TIMED) "step teacher-detector" $(TRAIN_DETECTOR) --out $(@D) $(call resume_train,$(@D))
@@ -137,6 +139,12 @@ $(RUN)/round$(1)/student-detector/metrics.json: $(RUN)/round$(1)/generated.json
 $(RUN)/round$(1)/student-keypoints/metrics.json: $(RUN)/round$(1)/generated.json
 	$(TIMED) "step student-keypoints (round $(1))" $(TRAIN_KEYPOINTS) --schedule-scale $(SCHEDULE_SCALE) \
 		--pseudo-json $$< --pseudo-images $(UNLABELED_IMAGES) --ratio $(RATIO) --out $$(@D) $$(call resume_train,$$(@D))
+
+# The round's labels to look at: sampled pages, threshold plots, almost-labels, and the
+# misses and false labels where the unlabeled images' ground truth exists (docs/review.md).
+$(RUN)/round$(1)/gallery/index.html: $(RUN)/round$(1)/generated.json
+	$(TIMED) "step gallery (round $(1))" $(BIN)/distill gallery --labels $$< --images $(UNLABELED_IMAGES) \
+		--predictions $(RUN)/round$(1)/labels $$(if $$(wildcard $(UNLABELED_GT)),--gt $(UNLABELED_GT)) --out $$(@D)
 
 # The round's table. TTA: its exported teachers label the validation images, same plan.
 $(RUN)/round$(1)/val-tta.json: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx

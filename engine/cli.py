@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.label.cli",
     "engine.plan.cli",
     "engine.select.cli",
+    "engine.review.cli",
+    "engine.convert.cli",
     "trainer.cli",
     "export.cli",
 )
@@ -28,7 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distill",
-        description="Data distillation: synthetic data, teacher training and evaluation, export, labeling, selection.",
+        description="Data distillation: synthetic data, teacher training and evaluation, export, labeling, "
+                    "selection, review gallery, conversion.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:

@@ -46,7 +46,15 @@ def test_round_two_is_taught_by_round_one_students(tmp_path):
 def test_loop_runs_rounds_in_order_and_tables_each(tmp_path):
     lines = plan(tmp_path, "loop", "ROUNDS=2")
     assert any("for round in $(seq 1 2)" in line for line in lines)
-    assert any("student report ROUND=$round" in line for line in lines)
+    assert any("student gallery report ROUND=$round" in line for line in lines)
+
+
+def test_gallery_shows_the_rounds_labels_beside_their_labeling_run(tmp_path):
+    lines = plan(tmp_path, "gallery", "ROUND=2")
+    gallery = index_of(lines, "distill gallery", "--labels RUN/round2/generated.json",
+                       "--images RUN/data/unlabeled/images", "--predictions RUN/round2/labels",
+                       "--out RUN/round2/gallery")
+    assert gallery > index_of(lines, "distill select", "--predictions RUN/round2/labels")
 
 
 def test_report_compares_like_with_like(tmp_path):

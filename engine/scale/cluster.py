@@ -38,7 +38,10 @@ def connect(address: str | None) -> dict[str, float]:
                             f"{str(error).splitlines()[0]}") from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # distill label draws its own bar, per image
+    # Ray Data logs every job's start and end at INFO, and that its bars are off as a
+    # warning on every run: noise beside our own bar and summary.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return {name: float(value) for name, value in ray.cluster_resources().items()}
 
 

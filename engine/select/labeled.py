@@ -3,12 +3,12 @@ categories are the labeling run's."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.coco_file import read_coco_dataset
 from engine.errors import UserError
 
 
@@ -27,17 +27,9 @@ class LabeledStatistics:
 
 
 def read_labeled(path: Path, flag: str = "--labeled") -> dict[str, Any]:
-    """The COCO dataset dict in `path`, or a one-line UserError naming `flag`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{flag} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {flag} {path}: {error}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "annotations")):
-        raise UserError(f"{flag} {path} is not a COCO dataset (no 'images' and 'annotations' lists)")
-    if not isinstance(data.get("categories"), list) or not data["categories"]:
-        raise UserError(f"{flag} {path} has no 'categories' list: the category ids cannot be matched")
+    """The COCO dataset dict in `path`, with at least one image; a one-line UserError
+    naming `flag` otherwise."""
+    data = read_coco_dataset(path, flag)
     if not data["images"]:
         raise UserError(f"{flag} {path} lists no images: there is no mean per image to match")
     return data

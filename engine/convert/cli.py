@@ -1,0 +1,106 @@
+"""`distill convert`: a COCO labels file into the formats review tools import.
+
+    distill convert --labels LABELS.json --to yolo --out DIR [--confidence] [--images IMAGES]
+    distill convert --labels LABELS.json --to labelstudio --out DIR [--image-root PREFIX]
+
+LABELS.json is what `distill select` writes, or any COCO ground truth. DIR must be new
+or empty: a YOLO folder is read as "every txt under labels/", so files left from an
+earlier conversion would silently join this one. The output is built in a hidden folder
+beside DIR and renamed to DIR at the end, so a failed or killed conversion leaves no
+half-written DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from engine.convert.labelstudio import DEFAULT_IMAGE_ROOT, write_labelstudio
+from engine.convert.read import LabelSet, load_labels
+from engine.convert.yolo import write_yolo
+from engine.errors import UserError
+
+FORMATS = ("yolo", "labelstudio")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert a COCO labels file to YOLO txt or Label Studio tasks for review",
+        description="Write the labels of a COCO file (distill select's, or ground truth) as a YOLO dataset "
+                    "(Ultralytics txt per image + data.yaml; pose rows for people with keypoints) or as "
+                    "Label Studio tasks whose predictions are the labels, with their scores, plus the "
+                    "matching labeling config. Crowd regions are left out; boxes are clipped to the image.")
+    p.add_argument("--labels", required=True, type=Path, metavar="LABELS.json", help="COCO dataset JSON")
+    p.add_argument("--to", required=True, choices=FORMATS, help="output format")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder, new or empty")
+    p.add_argument("--confidence", action="store_true",
+                   help="yolo: append each label's score as the last column (Ultralytics' prediction txt; "
+                        "strip it to train)")
+    p.add_argument("--images", type=Path, default=None, metavar="IMAGES",
+                   help="yolo: the folder the file_names are relative to; each image is linked as "
+                        "DIR/images/<file_name>, so data.yaml trains as is")
+    p.add_argument("--image-root", default=None, metavar="PREFIX",
+                   help="labelstudio: URL prefix of the images, followed by the URL-quoted file_name "
+                        f"(default {DEFAULT_IMAGE_ROOT!r}: Label Studio's local files, the file_names "
+                        "relative to LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    out = args.out.resolve()
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise UserError(f"--out {args.out} exists and is not an empty folder; choose a new one")
+    if args.images is not None and not args.images.is_dir():
+        raise UserError(f"--images {args.images} is not a folder")
+    labels = load_labels(args.labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Named by our process id: a folder of that name can only be left by a dead process.
+    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        if args.to == "yolo":
+            counts = write_yolo(labels, staging, root=out, confidence=args.confidence, images=args.images)
+        else:
+            counts = write_labelstudio(labels, staging, image_root=args.image_root or DEFAULT_IMAGE_ROOT)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(_summary(args, labels, counts))
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """A flag of the other format is a mistake, not something to ignore silently."""
+    if args.to != "yolo":
+        for flag, value in (("--confidence", args.confidence), ("--images", args.images)):
+            if value:
+                raise UserError(f"{flag} applies to --to yolo only")
+    if args.to != "labelstudio" and args.image_root is not None:
+        raise UserError("--image-root applies to --to labelstudio only")
+
+
+def _summary(args: argparse.Namespace, labels: LabelSet, counts: dict[str, Any]) -> str:
+    if args.to == "yolo":
+        kind = (f"YOLO pose ({counts['keypoints']} keypoints of {labels.keypoint_category['name']})"
+                if counts["task"] == "pose" else "YOLO detection")
+        line = (f"wrote {args.out}: {kind}, {counts['classes']} classes, {counts['images']} label files "
+                f"({counts['empty']} empty), {counts['labels']} labels"
+                + (", score column" if args.confidence else "") + (", images linked" if args.images else ""))
+    else:
+        line = (f"wrote {args.out}: Label Studio, {counts['images']} tasks ({counts['empty']} without labels), "
+                f"{counts['labels']} boxes, {counts['keypoints']} keypoints, model_version "
+                f"{counts['model_version']!r}; tasks.json, label_config.xml")
+    notes = labels.counts
+    changed = [f"{notes[key]} {text}" for key, text in
+               (("crowd", "crowd regions left out"), ("clipped", "boxes clipped to their image"),
+                ("empty", "boxes outside their image left out"),
+                ("keypoints_outside", "keypoints outside their image unlabeled")) if notes[key]]
+    return line + (f"\nnote: {'; '.join(changed)}" if changed else "")
