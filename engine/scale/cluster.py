@@ -23,11 +23,18 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def connect(address: str | None) -> dict[str, float]:
+@dataclass(frozen=True)
+class Cluster:
+    """The cluster joined: its GCS address and total resources ({"CPU": n, "GPU": m, ...})."""
+
+    address: str
+    resources: dict[str, float]
+
+
+def connect(address: str | None) -> Cluster:
     """Join the cluster at `address` (None: RAY_ADDRESS, else the latest `ray start` on
     this machine, else a new local instance; "ray://host:10001" for Ray Client), unless
-    this process is already connected. Returns the cluster's total resources
-    ({"CPU": n, "GPU": m, ...})."""
+    this process is already connected."""
     ray = import_ray()
     if not ray.is_initialized():
         try:
@@ -42,7 +49,8 @@ def connect(address: str | None) -> dict[str, float]:
     # warning on every run: noise beside our own bar and summary.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-    return {name: float(value) for name, value in ray.cluster_resources().items()}
+    return Cluster(str(ray.get_runtime_context().gcs_address),
+                   {name: float(value) for name, value in ray.cluster_resources().items()})
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,11 @@ def label_on_ray(request: LabelRequest, address: str | None, actors: int | None 
     # manifest; the actors open their own copies. The pool is sized before OUT is made,
     # so that a pool the cluster cannot hold leaves nothing behind.
     with open_teachers(request, threads=1, take_turns=False) as teachers:
-        pool = size_pool(connect(address), actors, actor_cpus, actor_gpus)
+        cluster = connect(address)
+        pool = size_pool(cluster.resources, actors, actor_cpus, actor_gpus)
         folder = open_run_folder(request, checked, teachers)
     split = split_into_shards(checked.sources, folder.shard_size, folder.finished())
-    folder.manifest["runtime"] = {"ray": {"address": address or "default", "actors": pool.actors,
+    folder.manifest["runtime"] = {"ray": {"address": cluster.address, "actors": pool.actors,
                                           "actor_cpus": pool.cpus, "actor_gpus": pool.gpus},
                                   "backend": request.backend, "batch_size": request.batch_size}
     summary = RunSummary(skipped=split.skipped, stage_seconds=dict.fromkeys(STAGES, 0.0))

@@ -89,6 +89,7 @@ def test_ray_run_writes_the_local_runs_shards_and_failures(ray_cluster, exported
     assert manifest["shards"] == local_manifest["shards"]  # same names, first files and counts
     assert manifest["categories"] == local_manifest["categories"]
     assert manifest["runtime"]["ray"]["actors"] == 2
+    assert manifest["runtime"]["ray"]["address"] == ray_cluster.get_runtime_context().gcs_address
     assert summary.images == len(good) and summary.failed == len(bad)
     assert summary.stage_seconds["inference"] > 0
 
