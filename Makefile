@@ -2,20 +2,29 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-# Extras installed into the local environment; add `trt` on a TensorRT box.
+# Extras installed into the local environment; add `trt` on a TensorRT box. The loop
+# (`make demo`) needs only LOOP_EXTRAS: a fresh clone's demo does not wait for the test,
+# lint and scale-out tools, which `make setup` / `make test` add to the same environment
+# (a fresh venv's two pip installs: 94 s for train,export,plots, 173 s with dev,lint,scale
+# too, on the 2-core VM while it was shared).
 EXTRAS ?= train,export,plots,dev,lint,scale
+LOOP_EXTRAS ?= train,export,plots
+# One stamp per set of extras (.venv/.installed-train-export-plots, ...).
+comma := ,
+stamp_of = $(VENV)/.installed-$(subst $(comma),-,$(1))
+STAMP := $(call stamp_of,$(EXTRAS))
+LOOP_STAMP := $(call stamp_of,$(LOOP_EXTRAS))
 
 .PHONY: setup test demo teacher export label select student gallery loop report experiment bench clean
 
 setup: $(STAMP)
 
 # Reinstalls only when the dependency set changes, so `make test` stays idempotent.
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/.installed-%: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(subst -,$(comma),$*)]"
+	touch $@
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -111,6 +120,16 @@ $(RUN)/teacher-detector/metrics.json: $(LABELED_JSON) $(VAL_JSON)
 $(RUN)/teacher-keypoints/metrics.json: $(LABELED_JSON) $(VAL_JSON)
 	$(TIMED) "step teacher-keypoints" $(TRAIN_KEYPOINTS) --out $(@D) $(call resume_train,$(@D))
 
+# Numba compiles the ensembling kernels on their first use and caches them beside the
+# sources (engine/ensemble/__pycache__). In a fresh clone both labeling runs of a round
+# would compile them at once, on the critical path (labeling took 35 s of which most was
+# compiling); compiled here once instead, while the detector teacher trains (make starts
+# it when a job slot frees). Order-only: editing a kernel recompiles, it does not relabel.
+NUMBA_WARM := $(VENV)/.numba-warm
+$(NUMBA_WARM): $(wildcard engine/ensemble/*.py) | $(LOOP_STAMP)
+	$(TIMED) "step numba-warm" $(BIN)/python -m engine.ensemble.warm
+	touch $@
+
 # Round k's rules, written out for k = 1..max(ROUND, ROUNDS): pattern rules cannot chain
 # through themselves (round 2's teacher is round 1's student), explicit rules can.
 define ROUND_RULES
@@ -122,7 +141,7 @@ $(RUN)/round$(1)/keypoints.onnx: $(call teacher_of,$(1),keypoints)/metrics.json
 	$(TIMED) "step export-keypoints (round $(1))" $(BIN)/distill export onnx \
 		--checkpoint $(call teacher_of,$(1),keypoints)/model.pt --out $$@
 
-$(RUN)/round$(1)/labels.done: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx | $(UNLABELED_IMAGES)
+$(RUN)/round$(1)/labels.done: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx | $(UNLABELED_IMAGES) $(NUMBA_WARM)
 	$(TIMED) "step label (round $(1))" $(LABEL) --detector $(RUN)/round$(1)/detector.onnx \
 		--keypoints $(RUN)/round$(1)/keypoints.onnx --images $(UNLABELED_IMAGES) --out $(RUN)/round$(1)/labels \
 		$$(call resume_label,$(RUN)/round$(1)/labels)
@@ -147,7 +166,7 @@ $(RUN)/round$(1)/gallery/index.html: $(RUN)/round$(1)/generated.json
 		--predictions $(RUN)/round$(1)/labels $$(if $$(wildcard $(UNLABELED_GT)),--gt $(UNLABELED_GT)) --out $$(@D)
 
 # The round's table. TTA: its exported teachers label the validation images, same plan.
-$(RUN)/round$(1)/val-tta.json: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx
+$(RUN)/round$(1)/val-tta.json: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/keypoints.onnx | $(NUMBA_WARM)
 	$(TIMED) "step label-val-tta (round $(1))" $(LABEL) --detector $(RUN)/round$(1)/detector.onnx \
 		--keypoints $(RUN)/round$(1)/keypoints.onnx --images $(VAL_IMAGES) --out $(RUN)/round$(1)/val-tta \
 		$$(call resume_label,$(RUN)/round$(1)/val-tta)
@@ -170,13 +189,13 @@ report: $(RUN)/round$(ROUND)/val-tta.json $(call teacher_of,$(ROUND),keypoints)/
 		--student $(RUN)/round$(ROUND)/student-detector/metrics.json $(RUN)/round$(ROUND)/student-keypoints/keypoints-e2e.json
 
 # ---- synthetic data for the demo (any variable above can point at real data instead) ----
-$(RUN)/data/train/annotations.json: $(SYNTH) | $(STAMP)
+$(RUN)/data/train/annotations.json: $(SYNTH) | $(LOOP_STAMP)
 	$(TIMED) "step synth-train" $(BIN)/distill synth --out $(@D) --images $(TRAIN_IMAGES) --seed 1 --config $(SYNTH)
 
-$(RUN)/data/val/annotations.json: $(SYNTH) | $(STAMP)
+$(RUN)/data/val/annotations.json: $(SYNTH) | $(LOOP_STAMP)
 	$(TIMED) "step synth-val" $(BIN)/distill synth --out $(@D) --images $(VAL_IMAGES_COUNT) --seed 2 --config $(SYNTH)
 
-$(RUN)/data/unlabeled/annotations.json: $(SYNTH) | $(STAMP)
+$(RUN)/data/unlabeled/annotations.json: $(SYNTH) | $(LOOP_STAMP)
 	$(TIMED) "step synth-unlabeled" $(BIN)/distill synth --out $(@D) --images $(UNLABELED_COUNT) --seed 3 --config $(SYNTH)
 
 $(RUN)/data/train/images: $(RUN)/data/train/annotations.json
@@ -207,7 +226,7 @@ bench: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IM
 # scales, on a local Ray cluster; writes $(RUN)/bench/ray_throughput.json. docs/scale-out.md.
 BENCH_RAY_COUNT ?= 200
 .PHONY: bench-ray
-bench-ray: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IMAGES)
+bench-ray: $(RUN)/round1/detector.onnx $(RUN)/round1/keypoints.onnx | $(UNLABELED_IMAGES) $(STAMP)
 	$(BIN)/python -m benchmarks.ray_throughput --detector $(RUN)/round1/detector.onnx \
 		--keypoints $(RUN)/round1/keypoints.onnx --images $(UNLABELED_IMAGES) --count $(BENCH_RAY_COUNT) \
 		--scales $(SCALES) --max-detections $(MAX_DETECTIONS) --out $(RUN)/bench

@@ -3,13 +3,14 @@
     .venv/bin/python -m benchmarks.gallery_build [--work runs/gallery-bench] [--count 1000] [--workers 1 2]
     .venv/bin/python -m benchmarks.gallery_build --labels L.json --images DIR [--predictions OUT] [--gt GT.json]
 
-Without --labels, a label set is made once in WORK (and reused by later runs):
-`generate_dataset` writes COUNT synthetic images (seed 11), and labels.json is its ground
-truth turned into labels (every non-crowd instance, shifted by 5% of its width, with a
-score in [0.5, 1); every fifth dropped, so that the ground truth has misses; people keep
-their visible keypoints), under the fixed rule score >= 0.5, keypoint >= 0.3; run/ is a
-labeling run of the same images (the labels plus one prediction at 0.45 per image, an
-almost-label), and the ground truth goes in as --gt. So every page kind is built.
+Without --labels, a label set is made in WORK (the images once, reused by later runs):
+`generate_dataset` writes COUNT synthetic images (seed 11); run/ is a labeling run of
+them made from their ground truth (every non-crowd instance, shifted by 5% of its width,
+with a score in [0.5, 1); every fifth dropped, so that the ground truth has misses;
+people's keypoints scored 0.9 where the ground truth labels them, else 0.1; plus one
+prediction at 0.45 per image, an almost-label); labels.json is what `distill select` makes
+of it under the fixed rule score >= 0.5, keypoint >= 0.3, and the ground truth goes in as
+--gt. So every page kind is built.
 
 For each worker count, `distill gallery` runs as a subprocess (its imports included) into
 WORK/gallery-wN with the default sample (200 per category) and pages; the table gives the
@@ -21,62 +22,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from engine.label.shards import FORMAT, shard_name
+from engine.label.shards import RunFolder, record_line
 from engine.review.build import page_weight
+from engine.select.coco import select_labels
 from engine.synth.dataset import generate_dataset
 
 
 def make_label_set(work: Path, count: int) -> dict[str, Path]:
-    """WORK/data (images, annotations.json), WORK/labels.json and WORK/run, made once."""
+    """WORK/data (images, annotations.json), WORK/run and WORK/labels.json; the images made once."""
     gt_path = work / "data" / "annotations.json"
     if not gt_path.exists():
         generate_dataset(work / "data", count, seed=11)
     gt = json.loads(gt_path.read_text())
-    labels = []
+    detections: dict[int, list[dict]] = {image["id"]: [] for image in gt["images"]}
     for k, a in enumerate(a for a in gt["annotations"] if not a["iscrowd"]):
         if k % 5 == 4:
             continue
         x, y, w, h = a["bbox"]
-        label = {"id": len(labels) + 1, "image_id": a["image_id"], "category_id": a["category_id"],
-                 "bbox": [x + 0.05 * w, y, w, h], "area": w * h, "iscrowd": 0,
-                 "score": round(0.5 + 0.5 * ((k * 7919) % 1000) / 1000, 5)}
-        if "keypoints" in a:
+        detection = {"bbox": [x + 0.05 * w, y, w, h], "category_id": a["category_id"],
+                     "score": round(0.5 + 0.5 * ((k * 7919) % 1000) / 1000, 5)}
+        if "keypoints" in a:  # keypoint scores 0.9 where the ground truth labels a joint, else 0.1
             values = a["keypoints"]
-            label["keypoints"] = [v for i in range(0, len(values), 3)
-                                  for v in ((values[i], values[i + 1], 2) if values[i + 2] else (0, 0, 0))]
-            label["num_keypoints"] = sum(1 for v in label["keypoints"][2::3] if v)
-            label["keypoint_scores"] = [0.9 if v else 0.1 for v in values[2::3]]
-        labels.append(label)
+            detection["keypoints"] = [v for i in range(0, len(values), 3)
+                                      for v in (values[i], values[i + 1], 0.9 if values[i + 2] else 0.1)]
+        detections[a["image_id"]].append(detection)
+    records = []
+    for image in gt["images"]:
+        near = {"bbox": [image["width"] * 0.3, image["height"] * 0.3, 30, 30], "score": 0.45, "category_id": 37}
+        records.append({"file_name": image["file_name"], "width": image["width"], "height": image["height"],
+                        "detections": detections[image["id"]] + [near]})
+    run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    folder = RunFolder(run, {}, shard_size=500, resume=False)
+    folder.manifest["categories"] = gt["categories"]
+    for index, start in enumerate(range(0, len(records), folder.shard_size)):
+        chunk = records[start:start + folder.shard_size]
+        folder.write_shard(index, "".join(record_line(r) for r in chunk), chunk[0]["file_name"], len(chunk), [])
+    folder.mark_complete({})
+    # What `distill select --threshold 0.5 --keypoint-threshold 0.3` makes of the run.
     info = {"description": "benchmark labels from synthetic ground truth",
             "thresholds": {"rule": "fixed", "score": 0.5, "keypoint": 0.3}}
+    labels = select_labels(records, gt["categories"], {c["id"]: 0.5 for c in gt["categories"]}, 0.3, info)
     labels_path = work / "labels.json"
-    labels_path.write_text(json.dumps({"info": info, "images": gt["images"], "annotations": labels,
-                                       "categories": gt["categories"]}))
-    by_image: dict[int, list[dict]] = {}
-    for a in labels:
-        by_image.setdefault(a["image_id"], []).append(
-            {"bbox": a["bbox"], "score": a["score"], "category_id": a["category_id"]})
-    run = work / "run"
-    (run / "shards").mkdir(parents=True, exist_ok=True)
-    shards, size = [], 500
-    for index, start in enumerate(range(0, len(gt["images"]), size)):
-        chunk = gt["images"][start:start + size]
-        lines = []
-        for image in chunk:
-            near = {"bbox": [image["width"] * 0.3, image["height"] * 0.3, 30, 30], "score": 0.45, "category_id": 37}
-            lines.append(json.dumps({"file_name": image["file_name"], "width": image["width"],
-                                     "height": image["height"], "detections": by_image.get(image["id"], []) + [near]}))
-        (run / "shards" / shard_name(index)).write_text("\n".join(lines) + "\n")
-        shards.append({"index": index, "file": shard_name(index), "first": chunk[0]["file_name"],
-                       "images": len(chunk), "failures": 0})
-    (run / "manifest.json").write_text(json.dumps({
-        "format": FORMAT, "settings": {}, "shard_size": size, "shards": shards, "complete": True,
-        "categories": gt["categories"]}))
+    labels_path.write_text(json.dumps(labels))
     return {"labels": labels_path, "images": work / "data" / "images", "predictions": run, "gt": gt_path}
 
 

@@ -30,7 +30,6 @@ plans scaled by 1/5, one repeat) so the path can be tested on a machine without 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_report
 from engine.label.batches import chunk_images, make_batches
 from engine.label.views import TransformPlan, make_views
 from engine.scaling import round_up, scaled_size
@@ -124,8 +124,8 @@ def run_parity(wrapper: Any, card: Any, onnx_path: Path, feeds: list[np.ndarray]
 
 # ---- 3. FLOPs and 4. matmul throughput ----------------------------------------------
 def flops_per_image(wrapper: Any, device: Any, image_size: tuple[int, int], plan: TransformPlan,
-                    stride: int) -> tuple[float, int]:
-    """(matmul + convolution FLOPs of every view of one image, views per image)."""
+                    stride: int) -> float:
+    """Matmul + convolution FLOPs of every view of one image."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -140,7 +140,7 @@ def flops_per_image(wrapper: Any, device: Any, image_size: tuple[int, int], plan
                 wrapper(torch.zeros((1, 3, *shape), dtype=torch.uint8, device=device))
             per_shape[shape] = counter.get_total_flops()
         total += per_shape[shape]
-    return float(total), len(plan.passes)
+    return float(total)
 
 
 def matmul_tflops(device: Any, n: int, repeats: int) -> dict[str, float]:
@@ -211,14 +211,15 @@ def throughput(backend: Any, images: list[np.ndarray], plan: TransformPlan, batc
             return host_batches(part, plan, stride, batch_size)
         return device_batches(part, plan, stride, batch_size, device)
 
+    name = backend.card.input_name
     for part in {0: chunks[0], -1: chunks[-1]}.values():  # a short last chunk has its own shapes
         for pixels in batches(part):
-            backend.infer({"images": pixels})
+            backend.infer({name: pixels})
     start = time.perf_counter()
     for _ in range(repeats):
         for part in chunks:
             for pixels in batches(part):
-                backend.infer({"images": pixels})  # returns host arrays: the stream is synced
+                backend.infer({name: pixels})  # returns host arrays: the stream is synced
     total = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(repeats):
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engine.backends.torch_backend import TorchBackend, check_device
+    from engine.backends.torch_backend import TorchBackend, check_device, resolve_device
     from engine.errors import UserError
 
     try:
@@ -294,9 +295,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{torch.version.cuda}); run it on a GPU box, or pass --device cpu for the CPU code path",
               file=sys.stderr)
         return 2
-    if args.device == "auto":  # CUDA is present here
-        args.device = "cuda"
-    device = torch.device(args.device)
+    device = resolve_device(torch, args.device, fp16=False)  # "auto": CUDA, present here
     settings = settings_for(args)
     precisions = ["fp32", "fp16"] if device.type == "cuda" else ["fp32"]
 
@@ -327,30 +326,28 @@ def main(argv: list[str] | None = None) -> int:
     wrapper = wrapper.to(device)
     flops = {name: flops_per_image(wrapper, device, settings["image_size"], plan, stride)
              for name, plan in plans.items()}
-    report["flops_per_image"] = {name: value for name, (value, _) in flops.items()}
+    report["flops_per_image"] = flops
+    # fp32 convolutions run in TF32 where cuDNN allows it (torch's default), so their
+    # ceiling is the TF32 matmul.
+    tf32 = "tf32" in report["matmul_tflops"] and torch.backends.cudnn.allow_tf32
     rows = []
     for precision in precisions:
-        # fp32 convolutions run in TF32 where cuDNN allows it (torch's default), so their
-        # ceiling is the TF32 matmul.
-        tf32 = "tf32" in report["matmul_tflops"] and torch.backends.cudnn.allow_tf32
         reference = "tf32" if precision == "fp32" and tf32 else precision
         peak = report["matmul_tflops"][reference] * 1e12
         with TorchBackend(wrapper, card, device=args.device, fp16=precision == "fp16") as backend:
             for name, plan in plans.items():
-                value, views = flops[name]
+                value = flops[name]
                 for where in ("host", "device"):
                     rates = throughput(backend, images, plan, args.batch_size, where, settings["repeats"])
                     achieved = value * rates["images_per_s"]
-                    rows.append({"plan": name, "scales": list(plan.scales), "views_per_image": views,
+                    rows.append({"plan": name, "scales": list(plan.scales), "views_per_image": len(plan.passes),
                                  "precision": precision, "views": where, **rates,
                                  "flops_per_image": value, "achieved_tflops": achieved / 1e12,
                                  "fraction_of_matmul": achieved / peak if math.isfinite(peak) and peak else 0.0,
                                  "matmul_reference": reference})
     report["throughput"] = rows
     print_tables(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out / 'gpu_check.json'}")
+    print(f"\nwrote {write_report(args.out, 'gpu_check.json', report)}")
     return 0
 
 

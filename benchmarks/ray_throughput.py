@@ -18,33 +18,19 @@ last line is `ray1/box=A ray2/box=B`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from engine.label.discover import discover_folder
+from benchmarks.common import best_of_interleaved, link_images, write_report
 from engine.label.run import LabelRequest, label
 from engine.label.views import TransformPlan, parse_scales
 from engine.scale.driver import label_on_ray
-
-
-def _subset(images: Path, count: int, into: Path) -> Path:
-    """`count` images of `images` linked into one folder: the first ones in discovery
-    order, the whole folder again (under copy-k/) as often as it takes to reach `count`,
-    so that a small folder can still give a run long enough to outweigh start-up."""
-    sources = [s for s in discover_folder(images) if s.problem is None]
-    into.mkdir(parents=True)
-    for i in range(count):
-        source = sources[i % len(sources)]
-        lap = i // len(sources)
-        target = into / (source.name if lap == 0 else f"copy-{lap}/{source.name}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(source.path.resolve(), target)
-    return into
 
 
 def _shard_bytes(out: Path) -> dict[str, bytes]:
@@ -71,40 +57,39 @@ def main() -> None:
     import ray
 
     work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
-    images = _subset(args.images, args.count, work / "images")
-    count = sum(1 for _ in discover_folder(images))
+    try:
+        count = len(link_images(args.images, args.count, work / "images", cycle=True))
+        if not count:
+            parser.error(f"no images in {args.images}")
+        plan = TransformPlan.grid(parse_scales(args.scales), max_size=args.max_size)
+        request = LabelRequest(detector=args.detector, keypoints=args.keypoints, images=work / "images",
+                               out=work / "out", plan=plan, batch_size=args.batch_size, workers=1,
+                               max_detections=args.max_detections, shard_size=args.shard_size, progress=False)
+        start = time.perf_counter()
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        cluster_start = time.perf_counter() - start
+        paths = {"box": None, "ray1": 1, "ray2": 2}
+        shards: dict[str, list[dict[str, bytes]]] = {name: [] for name in paths}  # every run's, in order
 
-    def request(out: Path, workers: int) -> LabelRequest:
-        return LabelRequest(detector=args.detector, keypoints=args.keypoints, images=images, out=out,
-                            plan=TransformPlan.grid(parse_scales(args.scales), max_size=args.max_size),
-                            batch_size=args.batch_size, workers=workers, max_detections=args.max_detections,
-                            shard_size=args.shard_size, progress=False)
-
-    start = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    cluster_start = time.perf_counter() - start
-
-    paths = {"box": None, "ray1": 1, "ray2": 2}
-    best = dict.fromkeys(paths, float("inf"))
-    reference: dict[str, bytes] | None = None
-    identical = dict.fromkeys(paths, True)
-    for attempt in range(args.repeats + 1):  # attempt 0 warms up, untimed
-        for name, actors in paths.items():
+        def run(name: str, actors: int | None, attempt: int) -> float:
             out = work / f"{name}-{attempt}"
             start = time.perf_counter()
             if actors is None:
-                label(request(out, workers=os.cpu_count() or 2))
+                label(replace(request, out=out, workers=os.cpu_count() or 2))
             else:
-                label_on_ray(request(out, workers=1), address=None, actors=actors, actor_cpus=1)
+                label_on_ray(replace(request, out=out), address=None, actors=actors, actor_cpus=1)
             seconds = time.perf_counter() - start
-            shards = _shard_bytes(out)
-            reference = reference or shards
-            identical[name] &= shards == reference
-            if attempt:
-                best[name] = min(best[name], seconds)
+            shards[name].append(_shard_bytes(out))
             shutil.rmtree(out)
-    ray.shutdown()
-    shutil.rmtree(work)
+            return seconds
+
+        best = best_of_interleaved({name: partial(run, name, actors) for name, actors in paths.items()},
+                                   args.repeats, warm_up=True)
+        ray.shutdown()
+    finally:
+        shutil.rmtree(work)
+    reference = shards["box"][0]
+    identical = {name: all(s == reference for s in runs) for name, runs in shards.items()}
 
     rates = {name: count / seconds for name, seconds in best.items()}
     print(f"{count} images, scales {args.scales} x mirror, shard size {args.shard_size}, "
@@ -115,11 +100,10 @@ def main() -> None:
     for name in paths:
         print(f"{labels[name]:<28}{best[name]:>9.2f}{rates[name]:>10.2f}{rates[name] / rates['box']:>8.2f}  "
               f"{'identical' if identical[name] else 'DIFFERENT'}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ray_throughput.json").write_text(json.dumps(
-        {"images": count, "scales": args.scales, "shard_size": args.shard_size, "cpus": args.cpus,
-         "cluster_start_seconds": round(cluster_start, 2), "seconds": {k: round(v, 3) for k, v in best.items()},
-         "images_per_second": {k: round(v, 3) for k, v in rates.items()}, "identical_shards": identical}, indent=1))
+    write_report(args.out, "ray_throughput.json", {
+        "images": count, "scales": args.scales, "shard_size": args.shard_size, "cpus": args.cpus,
+        "cluster_start_seconds": round(cluster_start, 2), "seconds": {k: round(v, 3) for k, v in best.items()},
+        "images_per_second": {k: round(v, 3) for k, v in rates.items()}, "identical_shards": identical})
     print(f"ray1/box={rates['ray1'] / rates['box']:.2f} ray2/box={rates['ray2'] / rates['box']:.2f}")
 
 

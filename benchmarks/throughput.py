@@ -28,34 +28,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import tempfile
 import textwrap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
 import cv2
 import numpy as np
 
+from benchmarks.common import best_of_interleaved, link_images, write_report
 from benchmarks.ensemble_reference import detectron_loop_ensemble, opencv_average_argmax
 from engine.backends.base import Backend
 from engine.crops import warp_crop
 from engine.label.batches import chunk_images, make_batches
 from engine.label.decode import decode_file
 from engine.label.detect import Candidates, detect_views
-from engine.label.discover import discover_folder
 from engine.label.keypoints import crop_boxes_for
+from engine.label.labeler import LabelSettings
 from engine.label.merge import Detections, MergeSettings, merge_candidates
 from engine.label.models import make_backend, person_label_for
-from engine.label.labeler import TakingTurns
-from engine.label.run import LabelRequest, inference_policy, label
+from engine.label.run import LabelRequest, inference_policy, label, open_teachers
 from engine.label.views import TransformPlan, make_views, parse_scales
 from engine.scaling import round_up, scaled_size
+from engine.select.predictions import iter_records
+
 
 
 class ReplayBackend:
@@ -71,54 +72,51 @@ class ReplayBackend:
 
 
 # ---- the three paths ---------------------------------------------------------------------
-def pipeline_run(args, images: Path, out: Path):
-    """`distill label` over `images` into `out`; its RunSummary."""
-    return label(LabelRequest(detector=args.detector, keypoints=args.keypoints, images=images, out=out,
-                              plan=args.plan, batch_size=args.batch_size, workers=args.workers,
-                              backend=args.backend, max_detections=args.max_detections, keypoint_flip=args.keypoint_flip,
-                              backend_threads=args.backend_threads, progress=False))
+@dataclass
+class RawRun:
+    """One raw run: its seconds, each image's candidates (from the replayed detector
+    outputs, for the ensemble's scaling), the detector's stride."""
+
+    wall_seconds: float
+    candidates: list[Candidates]
+    stride: int
 
 
-def raw_run(args, images: list[np.ndarray], records: list[dict], merge: MergeSettings):
-    """(seconds, each image's candidates, the detector's stride) of the models alone: the detector over every view
-    pre-made and pre-batched as the pipeline batches them, the keypoint model over every
-    person crop of the pipeline's records pre-cut, each model in its own thread, with the
-    ONNX Runtime threads and the turn-taking `distill label` gives them
-    (engine.label.run.inference_policy). The candidates feed the ensemble's scaling
-    measurement."""
-    threads, turns = inference_policy(args.backend_threads, args.keypoints is not None, args.plan)
-    lock = threading.Lock()
-    with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(make_backend(args.detector, args.backend, threads=threads))
-        stride, name = detector.card.max_stride, detector.card.input_name
-        chunk = chunk_images(args.batch_size, args.plan)
-        views = [[make_views(image, args.plan, stride) for image in images[s:s + chunk]]
-                 for s in range(0, len(images), chunk)]
-        batches = [batch.pixels for chunk_views in views for batch in make_batches(chunk_views, args.batch_size)]
+def raw_run(request: LabelRequest, settings: LabelSettings, images: list[np.ndarray],
+            records: list[dict]) -> RawRun:
+    """The models alone, as `distill label` opens them for `request` (open_teachers: the
+    ONNX Runtime threads of engine.label.run.inference_policy, taking turns where it
+    does), each in its own thread: the detector over every view pre-made and pre-batched
+    as the pipeline batches them, the keypoint model over every person crop of the
+    pipeline's `records` pre-cut and batched per pass as the pipeline batches them."""
+    threads, turns = inference_policy(request.backend_threads, request.keypoints is not None, request.plan)
+    with open_teachers(request, threads, turns) as teachers:
+        labeler = teachers.labeler(settings)
+        detector, keypoints, batch_size = labeler.detector, labeler.keypoints, settings.batch_size
+        name = detector.card.input_name
+        chunk = chunk_images(batch_size, settings.plan)
+        views = [[labeler.views(image) for image in images[s:s + chunk]] for s in range(0, len(images), chunk)]
+        batches = [batch.pixels for chunk_views in views for batch in make_batches(chunk_views, batch_size)]
         detector.infer({name: batches[0]})  # warm-up
         work = {"detector": lambda: [detector.infer({name: pixels}) for pixels in batches]}
-        if args.keypoints is not None:
-            keypoints = stack.enter_context(make_backend(args.keypoints, args.backend, threads=threads))
-            if turns and detector.runs_on_cpu and keypoints.runs_on_cpu:  # as distill label runs them
-                detector, keypoints = TakingTurns(detector, lock), TakingTurns(keypoints, lock)
+        if keypoints is not None:
             card = keypoints.card
             crops = [c for image, record in zip(images, records) for c in _person_crops(image, record, card)]
-            crops += [crop[..., ::-1] for crop in crops] if args.keypoint_flip else []
             if crops:
-                stack_ = np.ascontiguousarray(np.stack(crops))
-                feeds = [stack_[s:s + args.batch_size] for s in range(0, len(stack_), args.batch_size)]
+                stack = np.stack(crops)
+                passes = [stack, np.ascontiguousarray(stack[..., ::-1])] if settings.keypoint_flip else [stack]
+                feeds = [p[s:s + batch_size] for p in passes for s in range(0, len(p), batch_size)]
                 keypoints.infer({card.input_name: feeds[0]})  # warm-up
                 work["keypoints"] = lambda: [keypoints.infer({card.input_name: f}) for f in feeds]
-        results: dict[str, list] = {}
         with ThreadPoolExecutor(len(work)) as pool:
             start = time.perf_counter()
             futures = {key: pool.submit(job) for key, job in work.items()}
-            results = {key: future.result() for key, future in futures.items()}
+            outputs = {key: future.result() for key, future in futures.items()}
             seconds = time.perf_counter() - start
-    replay = ReplayBackend(detector.card, results["detector"])
-    candidates = [c for chunk_views in views for c in detect_views(chunk_views, replay, args.batch_size,
-                                                                     merge.score_floor)]
-    return seconds, candidates, stride
+    replay = ReplayBackend(detector.card, outputs["detector"])
+    candidates = [c for chunk_views in views
+                  for c in detect_views(chunk_views, replay, batch_size, settings.merge.score_floor)]
+    return RawRun(seconds, candidates, labeler.stride)
 
 
 def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
@@ -130,22 +128,27 @@ def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
             for box in crop_boxes_for(dets, np.arange(len(boxes)), card)]
 
 
-def naive_run(args, files: list[Path], merge: MergeSettings) -> tuple[float, int]:
+def naive_run(request: LabelRequest, settings: LabelSettings, files: list[Path]) -> tuple[float, int]:
     """(seconds, detections) of the naive loop over `files`, decode included."""
     with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(make_backend(args.detector, args.backend))
+        detector = stack.enter_context(make_backend(request.detector, request.backend))
         keypoints, person = None, None
-        if args.keypoints is not None:
-            keypoints = stack.enter_context(make_backend(args.keypoints, args.backend))
+        if request.keypoints is not None:
+            keypoints = stack.enter_context(make_backend(request.keypoints, request.backend))
             person = person_label_for(detector.card, keypoints.card)
-        _naive_image(files[0], args.plan, detector, keypoints, person, merge)  # warm-up
+
+        def one(path: Path) -> int:
+            return _naive_image(path, settings, detector, keypoints, person)
+
+        one(files[0])  # warm-up
         start = time.perf_counter()
-        found = sum(_naive_image(path, args.plan, detector, keypoints, person, merge) for path in files)
+        found = sum(one(path) for path in files)
         return time.perf_counter() - start, found
 
 
-def _naive_image(path: Path, plan: TransformPlan, detector: Backend, keypoints: Backend | None,
-                 person: int | None, merge: MergeSettings) -> int:
+def _naive_image(path: Path, settings: LabelSettings, detector: Backend, keypoints: Backend | None,
+                 person: int | None) -> int:
+    plan, merge = settings.plan, settings.merge
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     height, width = image.shape[:2]
     stride = detector.card.max_stride
@@ -172,12 +175,13 @@ def _naive_image(path: Path, plan: TransformPlan, detector: Backend, keypoints: 
     people_points = []  # (J, 2) image-pixel keypoints per person, as the naive user keeps them
     if keypoints is not None:
         card = keypoints.card
+        flips = [False, True] if settings.keypoint_flip else [False]
         people = Detections(kept_boxes.astype(np.float32), kept_scores, kept_labels.astype(np.int64))
         for box in crop_boxes_for(people, np.flatnonzero(kept_labels == person), card):
             crop = warp_crop(image, box, tuple(card.input_size)).transpose(2, 0, 1)[None]
             maps = [keypoints.infer({card.input_name: np.ascontiguousarray(c)})["heatmaps"]
-                    for c in (crop, crop[..., ::-1])]
-            peaks = opencv_average_argmax(np.stack(maps), [False, True], [1.0, 1.0], card.flip_pairs)
+                    for c in (crop, crop[..., ::-1])[:len(flips)]]
+            peaks = opencv_average_argmax(np.stack(maps), flips, [1.0] * len(flips), card.flip_pairs)
             hm_h, hm_w = maps[0].shape[2:]
             people_points.append(np.stack([box[0] + peaks[0, :, 0] * (box[2] - box[0]) / hm_w,
                                            box[1] + peaks[0, :, 1] * (box[3] - box[1]) / hm_h], axis=1))
@@ -263,42 +267,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (it is the slowest)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args(argv)
-    args.plan = TransformPlan.grid(parse_scales(args.scales), not args.no_flip, args.max_size)
-    merge = MergeSettings(max_detections=args.max_detections)
+    plan = TransformPlan.grid(parse_scales(args.scales), not args.no_flip, args.max_size)
 
-    sources = [s for s in discover_folder(args.images) if s.problem is None][:args.count]
-    if not sources:
-        parser.error(f"no images in {args.images}")
     scratch = Path(tempfile.mkdtemp(prefix="throughput-"))
     try:
-        for folder, chosen in (("warm", sources[:2]), ("images", sources)):
-            (scratch / folder).mkdir()
-            for source in chosen:
-                shutil.copy(source.path, scratch / folder / source.path.name)
-        files = sorted((scratch / "images").iterdir())
-        pipeline_run(args, scratch / "warm", scratch / "warm-run")
+        link_images(args.images, 2, scratch / "warm")
+        sources = link_images(args.images, args.count, scratch / "images")
+        if not sources:
+            parser.error(f"no images in {args.images}")
+        request = LabelRequest(detector=args.detector, keypoints=args.keypoints, images=scratch / "images",
+                               out=scratch / "run", plan=plan, batch_size=args.batch_size, workers=args.workers,
+                               backend=args.backend, max_detections=args.max_detections,
+                               keypoint_flip=args.keypoint_flip, backend_threads=args.backend_threads,
+                               progress=False)
+        settings = request.label_settings()  # what `distill label` labels with; every path uses it
+        label(replace(request, images=scratch / "warm", out=scratch / "warm-run"))  # kernel cache, sessions warm
+        files = [source.path for source in sources]
         images = [decode_file(path) for path in files]
-        # Best of --repeats, the two paths interleaved: the machine's noise hits both alike.
-        summary, raw_seconds = None, float("inf")
-        for repeat in range(args.repeats):
-            run = pipeline_run(args, scratch / "images", scratch / f"run{repeat}")
-            if summary is None or run.wall_seconds < summary.wall_seconds:
-                summary = run
-            records = {json.loads(line)["file_name"]: json.loads(line)
-                       for shard in sorted((scratch / f"run{repeat}" / "shards").glob("*.jsonl"))
-                       for line in shard.read_text().splitlines()}
-            seconds, candidates, stride = raw_run(args, images, [records[p.name] for p in files], merge)
-            raw_seconds = min(raw_seconds, seconds)
-        naive = None if args.skip_naive else naive_run(args, files, merge)
-        scaling = stage_scaling(files, images, candidates, args.plan, stride, merge)
+
+        def records(out: Path) -> list[dict]:
+            by_name = {record["file_name"]: record for record in iter_records(out)}
+            return [by_name[source.name] for source in sources]
+
+        best = best_of_interleaved({
+            "pipeline": lambda repeat: label(replace(request, out=scratch / f"run{repeat}")),
+            "raw": lambda repeat: raw_run(request, settings, images, records(scratch / f"run{repeat}")),
+        }, args.repeats, seconds=lambda run: run.wall_seconds)
+        summary, raw = best["pipeline"], best["raw"]
+        naive = None if args.skip_naive else naive_run(request, settings, files)
+        scaling = stage_scaling(files, images, raw.candidates, settings.plan, raw.stride, settings.merge)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     count = len(files)
-    rates = {"raw": count / raw_seconds, "pipeline": summary.images / summary.wall_seconds}
+    rates = {"raw": count / raw.wall_seconds, "pipeline": summary.images / summary.wall_seconds}
     if naive is not None:
         rates["naive"] = count / naive[0]
-    passes = len(args.plan.passes)
+    passes = len(plan.passes)
     title = (f"{count} images from {args.images}, {passes} passes ({args.scales}{'' if args.no_flip else ' x mirror'}), "
              f"batch {args.batch_size}, {args.workers} workers, detector {args.detector.name}"
              + (f", keypoints {args.keypoints.name}" if args.keypoints else ""))
@@ -314,15 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     for stage, values in scaling.items():
         print(f"{stage:<10} " + " ".join(f"{values[t]:>9.1f}" for t in counts)
               + f" {values[counts[-1]] / values[1]:>8.2f}x")
-    args.out.mkdir(parents=True, exist_ok=True)
     result = {"title": title, "images": count, "passes": passes, "images_per_second": rates,
               "pipeline_stage_seconds": summary.stage_seconds, "pipeline_detections": summary.detections,
               "naive_detections": naive[1] if naive else None, "scaling_images_per_second": scaling,
               "pipeline_over_raw": rates["pipeline"] / rates["raw"],
               "pipeline_over_naive": rates["pipeline"] / rates["naive"] if naive else None}
-    (args.out / "throughput.json").write_text(json.dumps(result, indent=1))
+    written = write_report(args.out, "throughput.json", result)
     plotted = plot(args.out / "throughput.png", rates, scaling, title)
-    print(f"wrote {args.out / 'throughput.json'}" + (f" and {args.out / 'throughput.png'}" if plotted else
+    print(f"wrote {written}" + (f" and {args.out / 'throughput.png'}" if plotted else
                                                      " (no chart: matplotlib is not installed, extra 'plots')"))
     naive_ratio = f"{result['pipeline_over_naive']:.2f}" if naive else "n/a"
     print(f"pipeline/raw={result['pipeline_over_raw']:.2f} pipeline/naive={naive_ratio}")

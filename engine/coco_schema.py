@@ -4,6 +4,8 @@ Keypoint indices are 0-based in `KEYPOINT_NAMES` and `FLIP_PAIRS`; the COCO file
 `skeleton` is 1-based, as pycocotools and the COCO API expect.
 """
 
+import re
+
 PERSON_CATEGORY_ID = 1
 
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -44,3 +46,23 @@ def flip_permutation() -> list[int]:
     for left, right in FLIP_PAIRS:
         perm[left], perm[right] = right, left
     return perm
+
+
+# A keypoint name's side is a whole word "left" or "right" in it ("left_eye", "Left Hand",
+# "tail_right", not "leftover"). One pattern for the flip (YOLO's flip_idx) and for the colours
+# of the gallery and of Label Studio, so a joint drawn as left is one the flip mirrors.
+_SIDE_WORD = re.compile(r"(?<![A-Za-z])(left|right|Left|Right|LEFT|RIGHT)(?![a-z])")
+_MIRROR = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+
+
+def keypoint_side(name: str) -> str | None:
+    """"left" or "right" when the keypoint name has that word, None otherwise (the middle)."""
+    match = _SIDE_WORD.search(name)
+    return match.group(1).lower() if match else None
+
+
+def flip_index(names: list[str]) -> list[int]:
+    """Ultralytics' `flip_idx`: for each keypoint, the index of its mirror image under a
+    horizontal flip (names with a `left`/`right` word swapped; itself otherwise)."""
+    index = {name: i for i, name in enumerate(names)}
+    return [index.get(_SIDE_WORD.sub(lambda m: _MIRROR[m.group(1)], name), i) for i, name in enumerate(names)]

@@ -19,7 +19,7 @@ def plan(tmp_path: Path, *goals: str) -> list[str]:
     stamp is declared up to date so that setup is not part of the plan."""
     run = tmp_path / "run"
     finished = subprocess.run(
-        ["make", "-n", "--no-print-directory", f"RUN={run}", "-o", ".venv/.installed", *goals],
+        ["make", "-n", "--no-print-directory", f"RUN={run}", "-o", ".venv/.installed-train-export-plots", "-o", ".venv/.numba-warm", *goals],
         cwd=ROOT, capture_output=True, text=True, check=True)
     commands = finished.stdout.replace("\\\n", " ").replace(str(run), "RUN")  # join continued lines
     return [" ".join(line.split()) for line in commands.splitlines()]

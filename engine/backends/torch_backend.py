@@ -60,14 +60,14 @@ class TorchBackend(Backend):
     module: a torch.nn.Module taking one uint8 NCHW tensor and returning the card's outputs
     in order; card: its model card. device: "cpu" (the default, so parity references stay
     on the CPU), "auto", "cuda" or "cuda:N". fp16: float16 autocast (CUDA only).
-    threads: torch intra-op threads on the CPU (0 keeps torch's). pin_memory: stage host
-    feeds through a reused page-locked buffer on CUDA (see `_to_device`).
+    threads: torch intra-op threads on the CPU (0 keeps torch's). On CUDA, host feeds go
+    through a reused page-locked buffer (see `_to_device`).
     """
 
     name = "torch"
 
     def __init__(self, module: Any, card: ModelCard, device: str = "cpu", threads: int = 0,
-                 fp16: bool = False, pin_memory: bool = True) -> None:
+                 fp16: bool = False) -> None:
         super().__init__()
         check_device(device, fp16)
         self.module = module
@@ -75,7 +75,6 @@ class TorchBackend(Backend):
         self.device = device
         self.fp16 = fp16
         self.threads = threads
-        self.pin_memory = pin_memory
         self.torch_device: Any = None  # the resolved torch.device, set by activate
         self._staging: Any = None
 
@@ -90,10 +89,6 @@ class TorchBackend(Backend):
 
         module, card = wrap_checkpoint(checkpoint, topk=topk)
         return cls(module, card, device=device, fp16=fp16)
-
-    @property
-    def precision(self) -> str:
-        return "fp16" if self.fp16 else "fp32"
 
     def _activate_impl(self) -> None:
         import torch
@@ -140,7 +135,7 @@ class TorchBackend(Backend):
         if isinstance(value, torch.Tensor):
             return value.to(self.torch_device, non_blocking=True)
         host = torch.from_numpy(np.ascontiguousarray(value))
-        if self.torch_device.type != "cuda" or not self.pin_memory:
+        if self.torch_device.type != "cuda":
             return host.to(self.torch_device)
         count = host.numel()
         if self._staging is None or self._staging.numel() < count:

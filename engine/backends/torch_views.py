@@ -95,7 +95,7 @@ def resize_linear(image: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor
     return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
 
 
-def upload(image: np.ndarray, device: "torch.device | str", pin: bool = True) -> "torch.Tensor":
+def upload(image: np.ndarray, device: "torch.device | str") -> "torch.Tensor":
     """`image` `(H, W, 3)` uint8 RGB host array -> the same `(H, W, 3)` uint8 tensor on
     `device`. On CUDA the bytes go through page-locked memory so the copy is a DMA that
     does not block the CPU (non_blocking); the caller's next kernels queue behind it on
@@ -106,9 +106,8 @@ def upload(image: np.ndarray, device: "torch.device | str", pin: bool = True) ->
     host = torch.from_numpy(np.ascontiguousarray(image))
     if device.type != "cuda":
         return host.to(device)
-    if pin:
-        host = host.pin_memory()  # torch's caching host allocator reuses these blocks
-    return host.to(device, non_blocking=pin)
+    # torch's caching host allocator reuses the pinned blocks.
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 def make_device_views(image: "torch.Tensor", plan: TransformPlan, stride: int) -> list[View]:

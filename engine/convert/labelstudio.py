@@ -19,13 +19,13 @@ tasks by; ground truth without scores is written without them.
 from __future__ import annotations
 
 import json
-import re
 import urllib.parse
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from engine.convert.read import LabelSet
+from engine.coco_schema import keypoint_side
 
 # Label Studio serves files of a local storage at this URL, `d` relative to its
 # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT.
@@ -125,12 +125,8 @@ def label_config(labels: LabelSet) -> str:
     if labels.keypoint_names:
         lines.append(f'  <KeyPointLabels name="{KEYPOINT_TAG}" toName="{IMAGE_TAG}">')
         lines += [f"    <Label value={quoteattr(name)} model_index=\"{j}\" "
-                  f"background=\"{_SIDE_COLOURS[_side(name)]}\"/>" for j, name in enumerate(labels.keypoint_names)]
+                  f"background=\"{_SIDE_COLOURS[keypoint_side(name)]}\"/>"
+                  for j, name in enumerate(labels.keypoint_names)]
         lines.append("  </KeyPointLabels>")
     lines.append("</View>")
     return "\n".join(lines) + "\n"
-
-
-def _side(name: str) -> str | None:
-    match = re.search(r"(?<![a-z])(left|right)(?![a-z])", name.lower())
-    return match.group(1) if match else None

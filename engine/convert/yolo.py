@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from engine.coco_schema import flip_index
 from engine.convert.read import LabelSet
 from engine.errors import UserError
 
@@ -68,19 +68,6 @@ def label_path(file_name: str) -> PurePosixPath:
     """`labels/`-relative path of the txt file for an image `file_name` (its sub-folders kept)."""
     path = image_path(file_name)
     return path.with_suffix(".txt") if path.suffix else path.with_name(path.name + ".txt")
-
-
-def flip_index(names: list[str]) -> list[int]:
-    """Ultralytics' `flip_idx`: for each keypoint, the index of its mirror image under a
-    horizontal flip (names with a `left`/`right` word swapped; itself otherwise)."""
-    index = {name: i for i, name in enumerate(names)}
-    swap = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
-    result = []
-    for i, name in enumerate(names):
-        mirrored = re.sub(r"(?<![A-Za-z])(left|right|Left|Right|LEFT|RIGHT)(?![a-z])",
-                          lambda m: swap[m.group(1)], name)
-        result.append(index.get(mirrored, i))
-    return result
 
 
 def write_yolo(labels: LabelSet, out: Path, *, root: Path, confidence: bool = False,

@@ -51,6 +51,17 @@ class LabelRequest:
     resume: bool = False
     progress: bool = True
 
+    def label_settings(self) -> LabelSettings:
+        """What decides the records, checked (one-line UserErrors naming the flag)."""
+        merge = merge_settings(self.score_floor, self.nms_threshold, self.vote_threshold, self.scoring,
+                               self.max_detections)
+        return LabelSettings(self.plan, merge, self.keypoint_flip, self.batch_size)
+
+    @property
+    def pixel_limit(self) -> int:
+        """The decoder's bomb guard: `max_pixels`, or the default."""
+        return self.max_pixels or DEFAULT_MAX_PIXELS
+
 
 def merge_settings(score_floor: float, nms_threshold: float, vote_threshold: float | None, scoring: str,
                    max_detections: int) -> MergeSettings:
@@ -66,11 +77,6 @@ def merge_settings(score_floor: float, nms_threshold: float, vote_threshold: flo
         raise UserError(f"--score-floor must be in [0, 1), got {score_floor}")
     return MergeSettings(nms_threshold=nms_threshold, vote_threshold=vote_threshold, scoring=scoring,
                          score_floor=score_floor, max_detections=max_detections)
-
-
-def _merge_settings(request: LabelRequest) -> MergeSettings:
-    return merge_settings(request.score_floor, request.nms_threshold, request.vote_threshold, request.scoring,
-                          request.max_detections)
 
 
 # Above this many detector pixels per image (shorter sides squared, summed over the
@@ -125,22 +131,27 @@ class Teachers:
 
 
 @contextlib.contextmanager
-def open_teachers(request: LabelRequest, threads: int, take_turns: bool) -> Iterator[Teachers]:
-    """The request's models, activated and checked (task, person category); deactivated
-    on exit. threads: ONNX Runtime CPU threads per model (0 = every core); take_turns:
-    make the two models take turns when both run on the CPU."""
+def open_models(detector: Path, keypoints: Path | None, backend: str, threads: int, take_turns: bool,
+                fp16: bool = False) -> Iterator[Teachers]:
+    """The model files, activated and checked (task, person category); deactivated on
+    exit. backend: --backend; threads: ONNX Runtime CPU threads per model (0 = every
+    core); take_turns: make the two models take turns when both run on the CPU."""
     with contextlib.ExitStack() as stack:
-        detector = make_backend(request.detector, request.backend, threads=threads, fp16=request.fp16)
-        stack.enter_context(detector)
-        check_task(detector.card, "detect", request.detector)
-        keypoints, person = None, None
-        if request.keypoints is not None:
-            keypoints = make_backend(request.keypoints, request.backend, threads=threads, fp16=request.fp16)
-            stack.enter_context(keypoints)
-            check_task(keypoints.card, "keypoints", request.keypoints)
-            person = person_label_for(detector.card, keypoints.card)
-        turns = take_turns and keypoints is not None and detector.runs_on_cpu and keypoints.runs_on_cpu
-        yield Teachers(detector, keypoints, person, turns)
+        detector_backend = stack.enter_context(make_backend(detector, backend, threads=threads, fp16=fp16))
+        check_task(detector_backend.card, "detect", detector)
+        keypoints_backend, person = None, None
+        if keypoints is not None:
+            keypoints_backend = stack.enter_context(make_backend(keypoints, backend, threads=threads, fp16=fp16))
+            check_task(keypoints_backend.card, "keypoints", keypoints)
+            person = person_label_for(detector_backend.card, keypoints_backend.card)
+        turns = (take_turns and keypoints_backend is not None and detector_backend.runs_on_cpu
+                 and keypoints_backend.runs_on_cpu)
+        yield Teachers(detector_backend, keypoints_backend, person, turns)
+
+
+def open_teachers(request: LabelRequest, threads: int, take_turns: bool):
+    """`open_models` for the request's models, backend and precision."""
+    return open_models(request.detector, request.keypoints, request.backend, threads, take_turns, request.fp16)
 
 
 def _model_entry(backend: Backend) -> dict:
@@ -174,12 +185,12 @@ class CheckedRequest:
 
 def check_request(request: LabelRequest) -> CheckedRequest:
     """Settings and input of `request`; UserError for bad settings or no images."""
-    settings = LabelSettings(request.plan, _merge_settings(request), request.keypoint_flip, request.batch_size)
+    settings = request.label_settings()
     root, sources = open_sources(request.images, request.list_file)
     first = next(sources, None)
     if first is None:
         raise UserError(f"no images found in {request.images or request.list_file}")
-    return CheckedRequest(settings, request.max_pixels or DEFAULT_MAX_PIXELS, root, itertools.chain([first], sources))
+    return CheckedRequest(settings, request.pixel_limit, root, itertools.chain([first], sources))
 
 
 def open_run_folder(request: LabelRequest, checked: CheckedRequest, teachers: Teachers) -> RunFolder:

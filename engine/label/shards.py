@@ -157,9 +157,6 @@ class FinishedShards:
         self.entries = entries
         self.size = size
 
-    def __contains__(self, shard: int) -> bool:
-        return shard in self.entries
-
     def covers(self, index: int, name: str) -> bool:
         """Whether discovery index `index` (file `name`) lies in a finished shard. Refuses
         (UserError) an input that changed since: another first file in a finished shard,

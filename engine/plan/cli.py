@@ -85,7 +85,7 @@ def _restrict(gt, names: list[str]):
 def run(args: argparse.Namespace) -> int:
     from engine.label.cli import grid_plan, merge_settings_of, positive
     from engine.label.decode import DEFAULT_MAX_PIXELS
-    from engine.label.models import check_task, make_backend, person_label_for
+    from engine.label.run import open_models
     from engine.label.plan_file import write_plan_file
     from engine.label.views import TransformPlan
     from engine.plan.passes import run_passes
@@ -107,15 +107,12 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     started = time.perf_counter()
 
-    with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(make_backend(args.detector, args.backend, threads=args.backend_threads))
-        check_task(detector.card, "detect", args.detector)
+    # The models run one after the other here: no turns to take.
+    with open_models(args.detector, args.keypoints, args.backend, args.backend_threads, take_turns=False) as teachers:
+        detector = teachers.detector
         keypoint_stage = None
-        if args.keypoints is not None:
-            keypoints = stack.enter_context(make_backend(args.keypoints, args.backend, threads=args.backend_threads))
-            check_task(keypoints.card, "keypoints", args.keypoints)
-            keypoint_stage = KeypointStage(keypoints, person_label_for(detector.card, keypoints.card),
-                                           args.keypoint_flip, batch)
+        if teachers.keypoints is not None:
+            keypoint_stage = KeypointStage(teachers.keypoints, teachers.person, args.keypoint_flip, batch)
         shared = {int(c["id"]) for c in detector.card.categories} & set(gt.getCatIds())
         if not shared:
             raise UserError(f"--json {args.json} shares no category id with the detector's card")

@@ -36,9 +36,9 @@ from engine.review import pages
 from engine.review.draw import Job, Mark, make_style, thumbnail_shape, write_thumbnails
 from engine.review.match import FALSE, Counts, ImageMatch, match_labels
 from engine.review.pages import Card, Raw, esc, link, number, table
-from engine.review.plots import instance_curves, visible_keypoints, write_plots
-from engine.review.read import (GroundTruth, LabelSet, NearThreshold, category_thresholds, keypoint_threshold,
-                                load_ground_truth, load_labels, read_predictions)
+from engine.review.plots import Plots, instance_curves, visible_keypoints, write_plots
+from engine.review.read import (GroundTruth, LabelSet, NearThreshold, category_records, category_thresholds,
+                                keypoint_threshold, load_ground_truth, load_labels, read_predictions)
 from engine.review.sample import Section, sample_ids
 
 FORMAT = "distill-gallery-v1"
@@ -110,6 +110,7 @@ class Gallery:
     """One build; the steps are methods so each reads alone, in the order they run."""
 
     def __init__(self, settings: Settings) -> None:
+        self.started = time.perf_counter()  # the build's seconds include the reading
         settings.check()
         self.s = settings
         self.labels: LabelSet = load_labels(settings.labels)
@@ -125,7 +126,6 @@ class Gallery:
         self.style = make_style(self.labels.categories.values())
         self.counts: dict[int, Counts] = {}
         self.matches: dict[int, ImageMatch] = {}
-        self.drawn = 0  # thumbnails, set by build()
         if self.gt is not None:
             self.counts, self.matches = match_labels(self.labels.annotations, self.gt.by_image,
                                                      list(self.labels.categories))
@@ -238,12 +238,10 @@ class Gallery:
 
     # ---- the whole build -----------------------------------------------------------------
     def build(self) -> Summary:
-        start = time.perf_counter()  # build_gallery widens this to include the reading
         out = self.s.out
         categories, unlabeled, almost = self.sections()
         shown = {i for section in [*categories, unlabeled] for i in section.image_ids}
         near_shown = {(_category(section), i) for section in almost for i in section.image_ids}
-        self.drawn = len(shown) + len(near_shown)
         jobs = self.thumbnail_jobs(shown, near_shown)
         _prepare_out(out)
         # The plots are drawn beside the thumbnails: matplotlib holds the GIL most of the
@@ -277,9 +275,9 @@ class Gallery:
         listed = sorted(unreadable.items())
         write_text_atomically(out / "unreadable.txt", "".join(f"{p}\t{reason}\n" for p, reason in listed))
         pages.write_page(out, "index.html", f"Labels: {self.s.labels.name}",
-                         self._index(categories, unlabeled, almost, plots, listed))
-        summary = Summary(out, len(written) + 1, len(shown) + len(near_shown), len(unreadable), len(plots.files),
-                          plots.skipped, time.perf_counter() - start)
+                         self._index(categories, unlabeled, plots, listed, len(jobs)))
+        summary = Summary(out, len(written) + 1, len(jobs), len(unreadable), len(plots.files),
+                          plots.skipped, time.perf_counter() - self.started)
         write_json_atomically(out / "gallery.json", {
             "format": FORMAT, "complete": True, "labels": str(self.s.labels), "images": str(self.s.images),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.s).items()},
@@ -295,15 +293,15 @@ class Gallery:
         return f'<p class="note">{esc(sampled)}, {self.s.per_page} to a page.</p>'
 
     # ---- the index -----------------------------------------------------------------------
-    def _index(self, categories: list[Section], unlabeled: Section, almost: list[Section], plots,
-               unreadable: list[tuple[Path, str]]) -> str:
+    def _index(self, categories: list[Section], unlabeled: Section, plots: Plots,
+               unreadable: list[tuple[Path, str]], thumbnails: int) -> str:
         labels, parts = self.labels, []
         n_images = len(labels.images)
         n_labels = sum(len(a) for a in labels.annotations.values())
         parts.append(table(["", "count"], [
             ["images", n_images], ["labels", n_labels], ["images with labels", n_images - unlabeled.total],
             ["images without labels", link(pages.page_name("unlabeled", 1), unlabeled.total)],
-            ["thumbnails drawn", self.drawn],
+            ["thumbnails drawn", thumbnails],
             ["unreadable images", len(unreadable)]]))
         parts.append(Raw(f'<p class="note">Labels {esc(self.s.labels)}, images {esc(self.s.images)}; up to '
                          f"{self.s.sample} sampled images per page list (seed {self.s.seed}), "
@@ -351,7 +349,7 @@ class Gallery:
                 "per image as the labeled set has instances.")
 
     def _category_table(self, categories: list[Section]) -> Raw:
-        rows_info = (self.labels.thresholds or {}).get("categories") or {}
+        rows_info = category_records(self.labels)
         n_images = len(self.labels.images)
         counts = Counter(a["category_id"] for anns in self.labels.annotations.values() for a in anns)
         headers = ["category", "labels", "images", "labels / image", "labeled set / image", "threshold"]
@@ -362,9 +360,8 @@ class Gallery:
         rows = []
         for section in categories:
             cid = _category(section)
-            info = rows_info.get(str(cid)) if isinstance(rows_info, dict) else None
             row = [link(pages.page_name(section.key, 1), f"{cid} {section.title}"), counts[cid], section.total,
-                   number(counts[cid] / n_images), number((info or {}).get("labeled_per_image")),
+                   number(counts[cid] / n_images), number(rows_info.get(cid, {}).get("labeled_per_image")),
                    number(self.thresholds.get(cid), 5)]
             if self.gt is not None:
                 c = self.counts.get(cid, Counts())
@@ -387,10 +384,7 @@ def _span(scores: list[float]) -> str:
 
 def build_gallery(settings: Settings) -> Summary:
     """Build the gallery `settings` ask for; its summary's seconds include reading."""
-    start = time.perf_counter()
-    summary = Gallery(settings).build()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return Gallery(settings).build()
 
 
 def page_weight(out: Path, page: str = "index.html") -> int:

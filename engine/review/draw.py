@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from engine.coco_schema import keypoint_side
 from engine.label.decode import DecodeError, decode_file
 
 Color = tuple[int, int, int]  # RGB
@@ -65,13 +66,7 @@ class Job:
     marks: list[Mark]
 
 
-def side(name: str) -> str:
-    """"left", "right" or "centre" of a keypoint name (COCO's left_*/right_* names)."""
-    name = name.lower()
-    return "left" if name.startswith("left") else "right" if name.startswith("right") else "centre"
-
-
-SIDE_COLORS = {"left": LEFT, "right": RIGHT, "centre": CENTRE}
+SIDE_COLORS = {"left": LEFT, "right": RIGHT, None: CENTRE}  # by keypoint_side of a joint's name
 
 
 @dataclass
@@ -92,9 +87,9 @@ def make_style(categories: Iterable[dict[str, Any]]) -> Style:
         colors[cid] = PALETTE[index % len(PALETTE)]
         names = category.get("keypoints") or []
         if names:
-            sides = [side(n) for n in names]
+            sides = [keypoint_side(n) for n in names]
             joints[cid] = [SIDE_COLORS[s] for s in sides]
-            limbs[cid] = [(a - 1, b - 1, SIDE_COLORS[sides[a - 1] if sides[a - 1] == sides[b - 1] else "centre"])
+            limbs[cid] = [(a - 1, b - 1, SIDE_COLORS[sides[a - 1] if sides[a - 1] == sides[b - 1] else None])
                           for a, b in category.get("skeleton") or []
                           if 0 < a <= len(names) and 0 < b <= len(names)]
     return Style(colors, joints, limbs)

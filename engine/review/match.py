@@ -125,13 +125,12 @@ def match_labels(labels: dict[int, list[dict[str, Any]]], gt: dict[int, list[dic
         for cid in {a["category_id"] for a in mine} | {a["category_id"] for a in truth}:
             rows = [i for i, a in enumerate(mine) if a["category_id"] == cid]
             targets = [a for a in truth if a["category_id"] == cid]
+            crowd = [bool(a.get("iscrowd", 0)) for a in targets]
             state, hit = match_boxes(np.array([mine[i]["bbox"] for i in rows]),
                                      np.array([mine[i].get("score", 1.0) for i in rows]),
-                                     np.array([a["bbox"] for a in targets]),
-                                     np.array([bool(a.get("iscrowd", 0)) for a in targets]))
+                                     np.array([a["bbox"] for a in targets]), np.array(crowd))
             for i, s in zip(rows, state.tolist()):
                 states[i] = s
-            crowd = [bool(a.get("iscrowd", 0)) for a in targets]
             missed += [a for a, h, c in zip(targets, hit.tolist(), crowd) if not h and not c]
             tally = counts.setdefault(cid, Counts())
             tally.true += int(np.sum(state == TRUE))

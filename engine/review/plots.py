@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.review.read import PLOT_BINS, LabelSet, NearThreshold, score_bin
+from engine.review.read import PLOT_BINS, LabelSet, NearThreshold, category_records, score_bin
 
 SKIPPED = "matplotlib is not installed (pip install 'distill[plots]')"
 
@@ -47,7 +47,7 @@ def _at_or_above(histogram: np.ndarray) -> np.ndarray:
 def instance_curves(labels: LabelSet, thresholds: dict[int, float | None],
                     near: NearThreshold | None) -> list[Curve]:
     """One curve per category of the labels, in their order."""
-    rows = (labels.thresholds or {}).get("categories") or {}
+    rows = category_records(labels)
     grid = np.arange(PLOT_BINS) / PLOT_BINS
     label_scores: dict[int, list[float]] = {cid: [] for cid in labels.categories}
     if near is None:  # one pass over the labels, not one per category
@@ -56,8 +56,7 @@ def instance_curves(labels: LabelSet, thresholds: dict[int, float | None],
                 label_scores[a["category_id"]].append(a.get("score", 1.0))
     curves = []
     for cid, category in labels.categories.items():
-        row = rows.get(str(cid)) if isinstance(rows, dict) else None
-        labeled_mean = row.get("labeled_per_image") if isinstance(row, dict) else None
+        labeled_mean = rows.get(cid, {}).get("labeled_per_image")
         threshold = thresholds.get(cid)
         if near is not None:
             histogram = near.histograms.get(cid, np.zeros(PLOT_BINS, np.int64))
@@ -133,7 +132,7 @@ def write_plots(out_dir: Path, curves: list[Curve], visible: dict[int, tuple[str
         path = out_dir / f"category-{curve.category_id}.png"
         figure.savefig(path)
         files[f"category-{curve.category_id}"] = path
-    labeled = (keypoint_info or {}).get("labeled_mean_visible") if isinstance(keypoint_info, dict) else None
+    labeled = keypoint_info.get("labeled_mean_visible") if isinstance(keypoint_info, dict) else None
     for cid, (name, counts) in visible.items():
         figure = _figure(Figure)
         ax = figure.add_subplot()

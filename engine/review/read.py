@@ -86,6 +86,15 @@ def load_labels(path: Path) -> LabelSet:
     return LabelSet(path, images, categories, annotations, thresholds if isinstance(thresholds, dict) else None)
 
 
+def category_records(labels: LabelSet) -> dict[int, dict[str, Any]]:
+    """{category id: its row of `info["thresholds"]["categories"]`} (the calibrated rule's
+    threshold, labeled_per_image, ...) for the categories of the labels that have one."""
+    rows = (labels.thresholds or {}).get("categories")
+    if not isinstance(rows, dict):
+        return {}
+    return {cid: row for cid in labels.categories if isinstance(row := rows.get(str(cid)), dict)}
+
+
 def category_thresholds(labels: LabelSet) -> dict[int, float | None]:
     """{category id: score threshold} from `info["thresholds"]`: the calibrated rule's
     per-category thresholds (None: the category got no labels), the fixed rule's one
@@ -93,15 +102,8 @@ def category_thresholds(labels: LabelSet) -> dict[int, float | None]:
     recorded = labels.thresholds or {}
     if recorded.get("rule") == "fixed" and isinstance(recorded.get("score"), (int, float)):
         return {cid: float(recorded["score"]) for cid in labels.categories}
-    rows = recorded.get("categories")
-    if not isinstance(rows, dict):
-        return {}
-    result: dict[int, float | None] = {}
-    for cid in labels.categories:
-        row = rows.get(str(cid))
-        if isinstance(row, dict) and "threshold" in row:
-            result[cid] = None if row["threshold"] is None else float(row["threshold"])
-    return result
+    return {cid: None if row["threshold"] is None else float(row["threshold"])
+            for cid, row in category_records(labels).items() if "threshold" in row}
 
 
 def keypoint_threshold(labels: LabelSet) -> float | None:
@@ -120,7 +122,6 @@ class GroundTruth:
 
     path: Path
     by_image: dict[int, list[dict[str, Any]]]
-    images_in_gt: int
     ignored: int  # GT annotations of categories the labels do not have
 
 
@@ -146,7 +147,7 @@ def load_ground_truth(path: Path, labels: LabelSet) -> GroundTruth:
         first = next(iter(images.values()), {}).get("file_name")
         raise UserError(f"--gt {path} shares no file_name with --labels {labels.path} "
                         f"(ground truth lists {len(images)} images, e.g. {first!r})")
-    return GroundTruth(path, by_image, len(images), ignored)
+    return GroundTruth(path, by_image, ignored)
 
 
 @dataclass
@@ -154,16 +155,15 @@ class NearThreshold:
     """What the gallery needs from a labeling run.
 
     by_image: {labels' image id: [detections with threshold - band <= score < threshold]}
+    counts: {category id: its number of those detections}
     histograms: {category id: `(PLOT_BINS,)` int64 count of all its scores per bin}
-    records: images in the run; outside: records whose file_name the labels do not list.
+    records: images in the run (also those the labels do not list).
     """
 
-    band: float
     by_image: dict[int, list[dict[str, Any]]]
     counts: Counter
     histograms: dict[int, np.ndarray]
     records: int
-    outside: int
 
 
 def score_bin(score: float) -> int:
@@ -180,12 +180,10 @@ def read_predictions(out: Path, labels: LabelSet, thresholds: dict[int, float | 
     by_image: dict[int, list[dict[str, Any]]] = {}
     counts: Counter = Counter()
     bins: dict[int, array] = {}  # 2 bytes a detection: a run of millions stays small
-    records = outside = 0
+    records = 0
     for record in iter_records(out):
         records += 1
         image_id = labels.ids_by_file.get(record.get("file_name"))
-        if image_id is None:
-            outside += 1
         for detection in record.get("detections", []):
             cid, score = int(detection["category_id"]), float(detection["score"])
             bins.setdefault(cid, array("H")).append(score_bin(score))
@@ -197,4 +195,4 @@ def read_predictions(out: Path, labels: LabelSet, thresholds: dict[int, float | 
                   for cid, values in bins.items()}
     if records == 0:
         raise UserError(f"--predictions {out} holds no records (no finished shard with an image)")
-    return NearThreshold(band, by_image, counts, histograms, records, outside)
+    return NearThreshold(by_image, counts, histograms, records)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from engine.label.batches import chunk_images
-from engine.label.labeler import LabelSettings
 from engine.label.pipeline import Pipeline
 from engine.label.run import LabelRequest, inference_policy, open_teachers
 from engine.label.shards import record_line
@@ -47,22 +46,21 @@ class ShardLabeler:
     {"shard", "first", "records", "failures", "images", "detections", "stage_seconds"} out
     (records: the shard's JSON lines; failures and stage_seconds: JSON text).
 
-    request: the run's request (models, backend); root: the input root the rows' names
-    are relative to; settings, max_pixels: as the driver checked them; threads: the CPU threads this actor reserved, for its decode and merge
-    workers and for ONNX Runtime on the CPU.
+    request: the run's request, checked by the driver (models, settings); root: the input
+    root the rows' names are relative to; threads: the CPU threads this actor reserved,
+    for its decode and merge workers and for ONNX Runtime on the CPU.
     """
 
-    def __init__(self, request: LabelRequest, root: Path, settings: LabelSettings, max_pixels: int,
-                 threads: int) -> None:
-        self.request = request
+    def __init__(self, request: LabelRequest, root: Path, threads: int) -> None:
         self.root = root
-        self.max_pixels = max_pixels
+        self.max_pixels = request.pixel_limit
         self.threads = threads
+        self.chunk_images = chunk_images(request.batch_size, request.plan)
         backend_threads, take_turns = inference_policy(request.backend_threads, request.keypoints is not None,
                                                        request.plan, cores=threads)
         self._stack = ExitStack()
         self.teachers = self._stack.enter_context(open_teachers(request, backend_threads, take_turns))
-        self.labeler = self.teachers.labeler(settings)
+        self.labeler = self.teachers.labeler(request.label_settings())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {key: [] for key in ("shard", "first", "records", "failures", "images",
@@ -71,8 +69,7 @@ class ShardLabeler:
             sources = sources_of_row(names, problems, self.root)
             collector = ShardCollector()
             pipeline = Pipeline(self.labeler, collector, None, self.threads, self.max_pixels,
-                                chunk_images=chunk_images(self.request.batch_size, self.request.plan),
-                                progress=False)
+                                chunk_images=self.chunk_images, progress=False)
             summary = pipeline.run(iter(sources))
             out["shard"].append(int(shard))
             out["first"].append(sources[0].name)

@@ -59,15 +59,17 @@ def _run_job(request, checked, folder, split, pool: ActorPool, summary: RunSumma
     dataset = ray.data.from_items(split.rows, override_num_blocks=len(split.rows))
     labeled = dataset.map_batches(
         ShardLabeler, batch_size=1, batch_format="numpy",
-        fn_constructor_kwargs={"request": request, "root": checked.root.resolve(), "settings": checked.settings,
-                               "max_pixels": checked.max_pixels, "threads": pool.threads},
+        fn_constructor_kwargs={"request": request, "root": checked.root.resolve(), "threads": pool.threads},
         compute=ray.data.ActorPoolStrategy(size=pool.actors), num_cpus=pool.cpus, num_gpus=pool.gpus or None)
     bar = tqdm(total=split.images, desc=f"label on ray ({pool.describe()})", unit="img",
                disable=not request.progress, dynamic_ncols=True)
     try:
         for row in labeled.iter_rows():
             failures = json.loads(row["failures"])
+            start = time.perf_counter()
             folder.write_shard(int(row["shard"]), row["records"], row["first"], int(row["images"]), failures)
+            # The actors' "write" is handing records over; the files are written here.
+            summary.stage_seconds["write"] += time.perf_counter() - start
             summary.images += int(row["images"])
             summary.failed += len(failures)
             summary.detections += int(row["detections"])
