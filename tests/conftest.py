@@ -65,3 +65,13 @@ def exported(tiny_checkpoints, tmp_path_factory) -> dict[str, tuple]:
         out, wrapper = export_checkpoint(checkpoint, root / f"{task}.onnx", topk=DETECTOR_TOPK)
         result[task] = (out.path, wrapper, out.card)
     return result
+
+
+def assert_cli_error(capsys, code: int, command: str, *fragments: str) -> None:
+    """`distill COMMAND` refused a user's mistake: exit status 2 and one line on stderr,
+    `distill COMMAND: error: ...`, holding every fragment."""
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"distill {command}: error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

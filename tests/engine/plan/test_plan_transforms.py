@@ -192,7 +192,7 @@ def test_plan_transforms_writes_a_plan_that_label_runs_exactly(exported, labeled
     from engine.plan.cli import _ground_truth
     from engine.plan.passes import run_passes
     from engine.plan.scoring import KeypointStage
-    from tests.engine.test_label_pipeline import assert_same_records, read_run
+    from tests.engine.conftest import assert_same_records, read_run
 
     assert main(_arguments(exported, labeled, tmp_path / "plan")) == 0
     printed = capsys.readouterr().out

@@ -36,6 +36,7 @@ from engine.review.match import FALSE, IGNORED, TRUE, box_iou, match_boxes, matc
 from engine.review.read import PLOT_BINS, load_labels, score_bin
 from engine.review.sample import sample_ids
 from engine.synth.dataset import coco_categories, generate_dataset
+from tests.conftest import REPO_ROOT, assert_cli_error
 
 THRESHOLD, KEYPOINT_THRESHOLD = 0.5, 0.3
 IMAGES = 10
@@ -418,11 +419,7 @@ def test_rebuild_with_band_seed_and_without_matplotlib(case, monkeypatch, capsys
 
 # ---- errors: one line, exit status 2 ------------------------------------------------------------
 def assert_error(capsys, code: int, *fragments: str) -> None:
-    assert code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("distill gallery: error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert_cli_error(capsys, code, "gallery", *fragments)
 
 
 def test_errors(case, tmp_path, capsys):
@@ -469,7 +466,7 @@ def test_errors(case, tmp_path, capsys):
 def test_importing_the_gallery_does_not_import_matplotlib():
     code = ("import sys, engine.cli, engine.review.build; engine.cli.build_parser(); "
             "sys.exit('matplotlib' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
 
 
 # ---- headless Chromium ----------------------------------------------------------------------------

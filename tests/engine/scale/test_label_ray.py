@@ -19,8 +19,10 @@ from engine.cli import main
 from engine.errors import UserError
 from engine.label.run import label
 from engine.scale.cluster import size_pool
-from tests.engine.gauntlet import build_gauntlet
-from tests.engine.test_label_pipeline import REPO, assert_same_records, read_run, request
+from tests.engine.label.gauntlet import build_gauntlet
+from tests.conftest import REPO_ROOT as REPO
+from tests.engine.conftest import assert_same_records, read_run
+from tests.engine.label.test_label_pipeline import request
 
 SHARD_SIZE = 4
 

@@ -21,6 +21,7 @@ from engine.coco_schema import KEYPOINT_NAMES, SKELETON
 from engine.errors import UserError
 from engine.label.shards import FORMAT, shard_name
 from engine.select.thresholds import BINS, category_histograms, count_threshold, keypoint_threshold
+from tests.conftest import assert_cli_error
 
 PERSON = {"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": [list(p) for p in SKELETON]}
 RUN_CATEGORIES = [PERSON, {"id": 3, "name": "car"}, {"id": 5, "name": "airplane"}]
@@ -300,11 +301,7 @@ def test_fixed_rule_keeps_its_info(case):
 
 # ---- errors: one line on stderr, exit status 2 ------------------------------------------------
 def assert_error(capsys, code: int, *fragments: str) -> None:
-    assert code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("distill select: error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert_cli_error(capsys, code, "select", *fragments)
 
 
 def test_labeled_without_categories_is_an_error(case, capsys):

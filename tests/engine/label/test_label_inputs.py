@@ -1,5 +1,5 @@
 """The labeling path's inputs: discovery (engine.label.discover) and the guarded decoder
-(engine.label.decode), run over the gauntlet of awkward files in tests/engine/gauntlet.py."""
+(engine.label.decode), run over the gauntlet of awkward files in tests/engine/label/gauntlet.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from engine.errors import UserError
 from engine.label import decode as decode_module
 from engine.label.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_bytes, decode_file
 from engine.label.discover import Source, discover_folder, open_sources, read_list
-from tests.engine.gauntlet import (
+from tests.engine.label.gauntlet import (
     BOMB_SIDE,
     CMYK_NAME,
     DEEP_NAME,

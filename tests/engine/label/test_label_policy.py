@@ -24,7 +24,7 @@ def test_policy_rule():
 def test_taking_turns_writes_the_same_records(exported, tmp_path):
     from engine.synth.config import SynthConfig
     from engine.synth.dataset import generate_dataset
-    from tests.engine.test_label_pipeline import assert_same_records, read_run
+    from tests.engine.conftest import assert_same_records, read_run
 
     generate_dataset(tmp_path / "data", 2, 4, config=SynthConfig(long_side_range=(96, 128)))
     runs = {}

@@ -23,53 +23,12 @@ from engine.errors import UserError
 from engine.label.batches import make_batches
 from engine.label.run import LabelRequest, label
 from engine.label.views import TransformPlan, make_views, parse_scales
-from tests.engine.gauntlet import EXIF_NAME, EXIF_STORED_HW, build_gauntlet
+from tests.engine.conftest import assert_same_records, read_run
+from tests.engine.label.gauntlet import EXIF_NAME, EXIF_STORED_HW, build_gauntlet
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT as REPO
 SCALES = "96,128"
 FLOOR = 0.001  # the 3-step tiny detector scores low; a low floor keeps records non-trivial
-
-
-def read_run(out: Path) -> tuple[list[dict], list[dict]]:
-    """(records in shard order, failures) of a finished run, from the manifest's list."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    records = []
-    for entry in manifest["shards"]:
-        lines = (out / "shards" / entry["file"]).read_text(encoding="utf-8").splitlines()
-        records += [json.loads(line) for line in lines]
-    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
-    return records, failures
-
-
-def assert_same_records(a: list[dict], b: list[dict]) -> None:
-    assert [r["file_name"] for r in a] == [r["file_name"] for r in b]
-    for ra, rb in zip(a, b):
-        assert (ra["width"], ra["height"]) == (rb["width"], rb["height"]), ra["file_name"]
-        assert len(ra["detections"]) == len(rb["detections"]), ra["file_name"]
-        for da, db in zip(ra["detections"], rb["detections"]):
-            assert da["category_id"] == db["category_id"]
-            assert da["score"] == pytest.approx(db["score"], abs=1e-4)
-            np.testing.assert_allclose(da["bbox"], db["bbox"], atol=0.05)
-            assert ("keypoints" in da) == ("keypoints" in db)
-            if "keypoints" in da:
-                np.testing.assert_allclose(da["keypoints"], db["keypoints"], atol=0.05)
-
-
-@pytest.fixture(scope="session")
-def dump(tmp_path_factory) -> Path:
-    """Ten small synthetic images in two sub-folders."""
-    from engine.synth.config import SynthConfig
-    from engine.synth.dataset import generate_dataset
-
-    root = tmp_path_factory.mktemp("dump")
-    generate_dataset(root / "gen", 10, 7, config=SynthConfig(long_side_range=(96, 160)))
-    images = sorted((root / "gen" / "images").iterdir())
-    folder = root / "images"
-    for i, path in enumerate(images):
-        target = folder / ("a" if i < 5 else "b") / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
-    return folder
 
 
 def request(exported, images: Path, out: Path, **overrides) -> LabelRequest:
