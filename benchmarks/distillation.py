@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.select.evaluate import score_label_file
+from engine.coco.evaluate import get_metric, score_label_file
+from engine.label.manifest import manifest_path
 
 STUDENTS = {
     "a": "supervised, labeled only",
@@ -44,7 +45,7 @@ STUDENTS = {
     "d": "distilled, single-pass labels",
     "e": "labeled + true labels (bound)",
 }
-AP_KEYS = {"detect": "bbox_AP", "keypoints": "keypoints_AP"}
+AP_KEYS = {"detect": "box_AP", "keypoints": "keypoint_AP"}
 
 
 @dataclass
@@ -150,8 +151,7 @@ def label_and_select(steps: Steps, sizes: Sizes, data: dict[str, Path], seed_dir
     command = distill("label", "--detector", str(seed_dir / "detector.onnx"), "--keypoints",
                       str(seed_dir / "keypoints.onnx"), "--images", str(images), "--out", str(run),
                       "--max-detections", str(sizes.max_detections), "--no-progress", *plan)
-    manifest = run / "manifest.json"
-    if manifest.exists():
+    if manifest_path(run).exists():
         command.append("--resume")
     done = run / "done"
     steps.run(f"label-{seed_dir.name}-{name}", done, command)
@@ -196,9 +196,9 @@ def summarize(results: dict[int, dict]) -> dict:
     """{task: {row: {"mean", "spread", "values"}}} over seeds; rows: teacher, a..e."""
     table: dict = {}
     for task, key in AP_KEYS.items():
-        rows = {"teacher": [r["teacher"][task][key] for r in results.values()]}
+        rows = {"teacher": [get_metric(r["teacher"][task], key) for r in results.values()]}
         for student in STUDENTS:
-            rows[student] = [r["students"][task][student][key] for r in results.values()]
+            rows[student] = [get_metric(r["students"][task][student], key) for r in results.values()]
         table[task] = {row: {"mean": float(np.mean(v)), "spread": float(np.ptp(v)), "values": v}
                        for row, v in rows.items()}
     return table

@@ -36,7 +36,7 @@ from benchmarks.ensemble_reference import (  # noqa: E402
     numpy_ensemble,
     opencv_average_argmax,
 )
-from engine.coco_schema import FLIP_PAIRS  # noqa: E402
+from engine.coco.schema import FLIP_PAIRS  # noqa: E402
 from engine.ensemble import average_heatmaps, ensemble_detections, heatmap_argmax  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.ensemble import detectron_like_image, heatmap_load  # noqa: E402
-from engine.coco_schema import FLIP_PAIRS  # noqa: E402
+from engine.coco.schema import FLIP_PAIRS  # noqa: E402
 from engine.ensemble import average_heatmaps, ensemble_detections, heatmap_argmax  # noqa: E402
 
 

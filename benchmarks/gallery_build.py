@@ -28,6 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from engine.label.decode import DEFAULT_MAX_PIXELS
+from engine.label.labeler import LabelSettings
+from engine.label.manifest import ModelEntry, RunInput, RunManifest, RunSettings, RunSummary
 from engine.label.shards import RunFolder, record_line
 from engine.review.build import page_weight
 from engine.select.coco import select_labels
@@ -59,12 +62,17 @@ def make_label_set(work: Path, count: int) -> dict[str, Path]:
                         "detections": detections[image["id"]] + [near]})
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
-    folder = RunFolder(run, {}, shard_size=500, resume=False)
-    folder.manifest["categories"] = gt["categories"]
+    # No model made these records: the detector entry says what did (the gallery reads
+    # only the shards and the categories).
+    made_by = ModelEntry(task="detect", card_sha256="", checkpoint_sha256="",
+                         model_name="shifted ground truth (benchmarks.gallery_build)")
+    settings = RunSettings(RunInput(images=(work / "data" / "images").resolve()), made_by, None, LabelSettings(),
+                           DEFAULT_MAX_PIXELS)
+    folder = RunFolder(run, RunManifest(settings, shard_size=500, categories=gt["categories"]), resume=False)
     for index, start in enumerate(range(0, len(records), folder.shard_size)):
         chunk = records[start:start + folder.shard_size]
         folder.write_shard(index, "".join(record_line(r) for r in chunk), chunk[0]["file_name"], len(chunk), [])
-    folder.mark_complete({})
+    folder.mark_complete(RunSummary(images=len(records), detections=sum(len(r["detections"]) for r in records)))
     # What `distill select --threshold 0.5 --keypoint-threshold 0.3` makes of the run.
     info = {"description": "benchmark labels from synthetic ground truth",
             "thresholds": {"rule": "fixed", "score": 0.5, "keypoint": 0.3}}

@@ -12,7 +12,7 @@
    check's tolerances (export.parity) and at looser ones;
 2. throughput in images/s of the backend over every view of synthetic 480x640 images,
    views made on the host (make_views + make_batches, every view crosses the bus) vs on
-   the device (engine.backends.torch_views: only the original does), for plans of 1
+   the device (engine.label.device_views: only the original does), for plans of 1
    scale (800), 2 (600, 800) and 9 (400..1200), each mirrored, fp32 and fp16; plus the
    view-making step alone. Timed: view making, upload, `infer` up to host arrays; not
    timed: decoding and merging (the pipeline overlaps them in other threads);
@@ -188,7 +188,7 @@ def device_batches(images: list[np.ndarray], plan: TransformPlan, stride: int, b
     """The same batches made on `device` from the uploaded originals."""
     import torch
 
-    from engine.backends.torch_views import make_device_views, upload
+    from engine.label.device_views import make_device_views, upload
 
     views = [make_device_views(upload(i, device), plan, stride) for i in images]
     return [b.pixels for b in make_batches(views, batch_size, stack=torch.stack)]

@@ -28,8 +28,10 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.common import best_of_interleaved, link_images, write_report
-from engine.label.run import LabelRequest, label
-from engine.label.views import TransformPlan, parse_scales
+from engine.label.request import Inputs, LabelRequest, RayPool, Runtime
+from engine.label.run import label
+from engine.label.views import TransformPlan, format_scales
+from engine.options import LabelingOptions, PlanOptions
 from engine.scale.driver import label_on_ray
 
 
@@ -44,10 +46,11 @@ def main() -> None:
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--count", type=int, default=200,
                         help="images (default 200; the folder is cycled when it holds fewer)")
-    parser.add_argument("--scales", default="160:224:32", help="shorter sides (default 160:224:32, mirrored)")
-    parser.add_argument("--max-size", type=int, default=384)
-    parser.add_argument("--max-detections", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=8)
+    # distill label's own plan and merge flags, with this benchmark's smaller defaults.
+    labeling_options = LabelingOptions(PlanOptions(default=TransformPlan.grid((160, 192, 224), max_size=384),
+                                                   plan_file=False))
+    labeling_options.add(parser)
+    parser.set_defaults(max_detections=10)
     parser.add_argument("--shard-size", type=int, default=10, help="images per shard: per Ray task (default 10)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray cluster")
     parser.add_argument("--repeats", type=int, default=2)
@@ -61,10 +64,10 @@ def main() -> None:
         count = len(link_images(args.images, args.count, work / "images", cycle=True))
         if not count:
             parser.error(f"no images in {args.images}")
-        plan = TransformPlan.grid(parse_scales(args.scales), max_size=args.max_size)
-        request = LabelRequest(detector=args.detector, keypoints=args.keypoints, images=work / "images",
-                               out=work / "out", plan=plan, batch_size=args.batch_size, workers=1,
-                               max_detections=args.max_detections, shard_size=args.shard_size, progress=False)
+        labeling = labeling_options.parse(args)
+        request = LabelRequest(detector=args.detector, keypoints=args.keypoints, inputs=Inputs(images=work / "images"),
+                               out=work / "out", labeling=labeling, runtime=Runtime(workers=1, progress=False),
+                               shard_size=args.shard_size)
         start = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         cluster_start = time.perf_counter() - start
@@ -75,9 +78,9 @@ def main() -> None:
             out = work / f"{name}-{attempt}"
             start = time.perf_counter()
             if actors is None:
-                label(replace(request, out=out, workers=os.cpu_count() or 2))
+                label(replace(request, out=out, runtime=replace(request.runtime, workers=os.cpu_count() or 2)))
             else:
-                label_on_ray(replace(request, out=out), address=None, actors=actors, actor_cpus=1)
+                label_on_ray(replace(request, out=out), RayPool(actors=actors, actor_cpus=1))
             seconds = time.perf_counter() - start
             shards[name].append(_shard_bytes(out))
             shutil.rmtree(out)
@@ -92,7 +95,8 @@ def main() -> None:
     identical = {name: all(s == reference for s in runs) for name, runs in shards.items()}
 
     rates = {name: count / seconds for name, seconds in best.items()}
-    print(f"{count} images, scales {args.scales} x mirror, shard size {args.shard_size}, "
+    scales = format_scales(labeling.plan.scales) + (" x mirror" if labeling.plan.mirrored_pairs else "")
+    print(f"{count} images, scales {scales}, shard size {args.shard_size}, "
           f"local Ray cluster of {args.cpus} CPUs (started in {cluster_start:.1f} s, not counted), "
           f"best of {args.repeats}")
     print(f"{'path':<28}{'seconds':>9}{'images/s':>10}{'vs box':>8}  shards as the box's")
@@ -101,7 +105,7 @@ def main() -> None:
         print(f"{labels[name]:<28}{best[name]:>9.2f}{rates[name]:>10.2f}{rates[name] / rates['box']:>8.2f}  "
               f"{'identical' if identical[name] else 'DIFFERENT'}")
     write_report(args.out, "ray_throughput.json", {
-        "images": count, "scales": args.scales, "shard_size": args.shard_size, "cpus": args.cpus,
+        "images": count, "scales": scales, "shard_size": args.shard_size, "cpus": args.cpus,
         "cluster_start_seconds": round(cluster_start, 2), "seconds": {k: round(v, 3) for k, v in best.items()},
         "images_per_second": {k: round(v, 3) for k, v in rates.items()}, "identical_shards": identical})
     print(f"ray1/box={rates['ray1'] / rates['box']:.2f} ray2/box={rates['ray2'] / rates['box']:.2f}")

@@ -27,7 +27,6 @@ the last line is `pipeline/raw=R pipeline/naive=Q`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import tempfile
@@ -43,7 +42,7 @@ import numpy as np
 
 from benchmarks.common import best_of_interleaved, link_images, write_report
 from benchmarks.ensemble_reference import detectron_loop_ensemble, opencv_average_argmax
-from engine.backends.base import Backend
+from engine.backends.base import ActiveModel
 from engine.crops import warp_crop
 from engine.label.batches import chunk_images, make_batches
 from engine.label.decode import decode_file
@@ -51,19 +50,21 @@ from engine.label.detect import Candidates, detect_views
 from engine.label.keypoints import crop_boxes_for
 from engine.label.labeler import LabelSettings
 from engine.label.merge import Detections, MergeSettings, merge_candidates
-from engine.label.models import make_backend, person_label_for
-from engine.label.run import LabelRequest, inference_policy, label, open_teachers
-from engine.label.views import TransformPlan, make_views, parse_scales
+from engine.label.request import Inputs, LabelRequest
+from engine.label.run import inference_policy, label, open_teachers
+from engine.label.views import TransformPlan, format_scales, make_views
+from engine.options import LabelingOptions, ModelOptions, RuntimeOptions, positive_int
+from engine.modelcard import ModelCard
 from engine.scaling import round_up, scaled_size
 from engine.select.predictions import iter_records
 
 
+class ReplayedModel:
+    """An `ActiveModel` (engine.backends.base) that hands back recorded detector outputs in
+    order: turns the raw path's outputs into candidates with the pipeline's own code
+    (detect_views) outside the timed region."""
 
-class ReplayBackend:
-    """Hands back recorded detector outputs in order: turns the raw path's outputs into
-    candidates with the pipeline's own code (detect_views) outside the timed region."""
-
-    def __init__(self, card, outputs: list[dict[str, np.ndarray]]) -> None:
+    def __init__(self, card: ModelCard, outputs: list[dict[str, np.ndarray]]) -> None:
         self.card = card
         self.outputs = iter(outputs)
 
@@ -89,7 +90,7 @@ def raw_run(request: LabelRequest, settings: LabelSettings, images: list[np.ndar
     does), each in its own thread: the detector over every view pre-made and pre-batched
     as the pipeline batches them, the keypoint model over every person crop of the
     pipeline's `records` pre-cut and batched per pass as the pipeline batches them."""
-    threads, turns = inference_policy(request.backend_threads, request.keypoints is not None, request.plan)
+    threads, turns = inference_policy(request)
     with open_teachers(request, threads, turns) as teachers:
         labeler = teachers.labeler(settings)
         detector, keypoints, batch_size = labeler.detector, labeler.keypoints, settings.batch_size
@@ -113,7 +114,7 @@ def raw_run(request: LabelRequest, settings: LabelSettings, images: list[np.ndar
             futures = {key: pool.submit(job) for key, job in work.items()}
             outputs = {key: future.result() for key, future in futures.items()}
             seconds = time.perf_counter() - start
-    replay = ReplayBackend(detector.card, outputs["detector"])
+    replay = ReplayedModel(detector.card, outputs["detector"])
     candidates = [c for chunk_views in views
                   for c in detect_views(chunk_views, replay, batch_size, settings.merge.score_floor)]
     return RawRun(seconds, candidates, labeler.stride)
@@ -129,25 +130,33 @@ def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
 
 
 def naive_run(request: LabelRequest, settings: LabelSettings, files: list[Path]) -> tuple[float, int]:
-    """(seconds, detections) of the naive loop over `files`, decode included."""
-    with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(make_backend(request.detector, request.backend))
-        keypoints, person = None, None
-        if request.keypoints is not None:
-            keypoints = stack.enter_context(make_backend(request.keypoints, request.backend))
-            person = person_label_for(detector.card, keypoints.card)
-
-        def one(path: Path) -> int:
-            return _naive_image(path, settings, detector, keypoints, person)
+    """(seconds, detections) of the naive loop over `files`, decode included, with the
+    models `distill label` would open (each ONNX Runtime session on every core, no turns:
+    the naive loop runs one model at a time)."""
+    with open_teachers(request, threads=0, take_turns=False) as teachers:
+        def one(path: Path) -> NaiveLabels:
+            return _naive_image(path, settings, teachers.detector, teachers.keypoints, teachers.person)
 
         one(files[0])  # warm-up
         start = time.perf_counter()
-        found = sum(one(path) for path in files)
+        found = sum(len(one(path).scores) for path in files)
         return time.perf_counter() - start, found
 
 
-def _naive_image(path: Path, settings: LabelSettings, detector: Backend, keypoints: Backend | None,
-                 person: int | None) -> int:
+@dataclass
+class NaiveLabels:
+    """One image's labels as the naive loop keeps them: kept boxes `(N, 4)` float64 xyxy
+    in image pixels, scores `(N,)`, labels `(N,)`, and per person detection `(J, 2)`
+    float64 keypoints in image pixels."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    keypoints: list[np.ndarray]
+
+
+def _naive_image(path: Path, settings: LabelSettings, detector: ActiveModel, keypoints: ActiveModel | None,
+                 person: int | None) -> NaiveLabels:
     plan, merge = settings.plan, settings.merge
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     height, width = image.shape[:2]
@@ -172,7 +181,7 @@ def _naive_image(path: Path, settings: LabelSettings, detector: Backend, keypoin
     kept_boxes, kept_scores, kept_labels = detectron_loop_ensemble(
         np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels),
         merge.nms_threshold, merge.vote_threshold, merge.score_floor, merge.max_detections)
-    people_points = []  # (J, 2) image-pixel keypoints per person, as the naive user keeps them
+    people_points = []
     if keypoints is not None:
         card = keypoints.card
         flips = [False, True] if settings.keypoint_flip else [False]
@@ -185,7 +194,7 @@ def _naive_image(path: Path, settings: LabelSettings, detector: Backend, keypoin
             hm_h, hm_w = maps[0].shape[2:]
             people_points.append(np.stack([box[0] + peaks[0, :, 0] * (box[2] - box[0]) / hm_w,
                                            box[1] + peaks[0, :, 1] * (box[3] - box[1]) / hm_h], axis=1))
-    return len(kept_scores)
+    return NaiveLabels(kept_boxes, kept_scores, kept_labels, people_points)
 
 
 # ---- stage scaling -----------------------------------------------------------------------
@@ -249,25 +258,22 @@ def plot(path: Path, rates: dict[str, float], scaling: dict[str, dict[int, float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--detector", type=Path, required=True)
-    parser.add_argument("--keypoints", type=Path)
+    # The labeling flags are distill label's own option groups: same syntax, same defaults.
+    labeling_options, runtime_options = LabelingOptions(), RuntimeOptions(fp16=False)
+    ModelOptions().add(parser)
     parser.add_argument("--images", type=Path, required=True, help="folder; its first --count images are used")
-    parser.add_argument("--count", type=int, default=8, help="images (default 8)")
-    parser.add_argument("--scales", default="400:1200:100")
-    parser.add_argument("--max-size", type=int, default=2000)
-    parser.add_argument("--no-flip", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-detections", type=int, default=100)
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--backend-threads", type=int, help="ONNX Runtime threads per model (default: as distill label)")
-    parser.add_argument("--keypoint-flip", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--count", type=positive_int, default=8, help="images (default 8)")
+    labeling_options.add(parser)
+    runtime_options.add(parser)
+    parser.add_argument("--repeats", type=positive_int, default=2,
                         help="pipeline and raw runs, interleaved; the best of each counts (default 2)")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (it is the slowest)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args(argv)
-    plan = TransformPlan.grid(parse_scales(args.scales), not args.no_flip, args.max_size)
+    # What `distill label` labels with; every path uses it.
+    settings = labeling_options.parse(args)
+    runtime = replace(runtime_options.parse(args), progress=False)
+    plan = settings.plan
 
     scratch = Path(tempfile.mkdtemp(prefix="throughput-"))
     try:
@@ -275,13 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         sources = link_images(args.images, args.count, scratch / "images")
         if not sources:
             parser.error(f"no images in {args.images}")
-        request = LabelRequest(detector=args.detector, keypoints=args.keypoints, images=scratch / "images",
-                               out=scratch / "run", plan=plan, batch_size=args.batch_size, workers=args.workers,
-                               backend=args.backend, max_detections=args.max_detections,
-                               keypoint_flip=args.keypoint_flip, backend_threads=args.backend_threads,
-                               progress=False)
-        settings = request.label_settings()  # what `distill label` labels with; every path uses it
-        label(replace(request, images=scratch / "warm", out=scratch / "warm-run"))  # kernel cache, sessions warm
+        request = LabelRequest(detector=args.detector, keypoints=args.keypoints,
+                               inputs=Inputs(images=scratch / "images"), out=scratch / "run", labeling=settings,
+                               runtime=runtime)
+        # kernel cache, sessions warm
+        label(replace(request, inputs=Inputs(images=scratch / "warm"), out=scratch / "warm-run"))
         files = [source.path for source in sources]
         images = [decode_file(path) for path in files]
 
@@ -304,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     if naive is not None:
         rates["naive"] = count / naive[0]
     passes = len(plan.passes)
-    title = (f"{count} images from {args.images}, {passes} passes ({args.scales}{'' if args.no_flip else ' x mirror'}), "
-             f"batch {args.batch_size}, {args.workers} workers, detector {args.detector.name}"
+    mirrored = " x mirror" if plan.mirrored_pairs else ""
+    title = (f"{count} images from {args.images}, {passes} passes ({format_scales(plan.scales)}{mirrored}), "
+             f"batch {settings.batch_size}, {runtime.workers} workers, detector {args.detector.name}"
              + (f", keypoints {args.keypoints.name}" if args.keypoints else ""))
     print(title)
     print(f"{'path':<10} {'images/s':>9} {'seconds':>8}")

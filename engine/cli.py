@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from engine.errors import UserError
+from engine.options import OneLineParser
 
 # Modules that register subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -28,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="distill",
         description="Data distillation: synthetic data, teacher training and evaluation, export, labeling, "
                     "selection, review gallery, conversion.",

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.options import PlanOptions, positive_int
+
+TRT_PLAN = PlanOptions(flip=False)  # mirrored views have the same shapes: no --no-flip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,10 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trt.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     trt.add_argument("--calib-images", type=Path, default=None, help="real images for INT8 calibration")
     trt.add_argument("--calib-count", type=int, default=512, help="at most this many calibration images")
-    trt.add_argument("--scales", type=int, nargs="+", default=None,
-                     help="detector shorter sides, one optimization profile each (default 400..1200 step 100)")
-    trt.add_argument("--max-size", type=int, default=2000, help="detector longer-side cap (default 2000)")
-    trt.add_argument("--max-batch", type=int, default=8, help="largest batch per profile (default 8)")
+    # The same plan flags as distill label: one optimization profile per shorter side of
+    # the plan, so `--plan` builds profiles for exactly the passes `label --plan` runs.
+    TRT_PLAN.add(trt)
+    trt.add_argument("--max-batch", type=positive_int, default=8, help="largest batch per profile (default 8)")
     trt.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB (default 4)")
     trt.add_argument("--cache-dir", type=Path, default=None,
                      help="engine cache (default $DISTILL_ENGINE_CACHE or ~/.cache/distill/engines)")
@@ -98,8 +101,8 @@ def run_trt(args: argparse.Namespace) -> int:
     with OnnxRuntimeBackend(args.onnx, providers="cpu") as onnx_model:
         card = onnx_model.card
     assert card is not None
-    scales = args.scales or list(trt_plan.DEFAULT_SCALES)
-    profiles = trt_plan.plan_profiles(card, scales, args.max_size, args.max_batch)
+    plan = TRT_PLAN.parse(args)
+    profiles = trt_plan.plan_profiles(card, list(plan.scales), plan.max_size, args.max_batch)
     trt_version = trt_build.tensorrt_version()
     gpu = cm.gpu_name(args.device)
     onnx_sha = trt_plan.file_sha256(args.onnx)

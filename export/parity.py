@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.backends.base import Backend
+from engine.coco.geometry import box_iou
 from engine.modelcard import ModelCard
 
 IOU_MIN = 0.99
@@ -94,17 +95,6 @@ class ParityReport:
         bad = [f"{row.output}: {row.detail or row.check} (max |diff| {row.max_abs_diff:.3g})"
                for row in self.rows if not row.ok]
         return "parity check failed: " + "; ".join(bad)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a (N, 4) and b (M, 4), float32 xyxy continuous coordinates -> (N, M)."""
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clip(0).prod(axis=2)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 @dataclass

@@ -127,7 +127,7 @@ def build_engine(onnx_path: str | Path, profiles: Sequence[Profile], precision: 
     calibrator = None
     if precision == "int8":
         if calibration is None:
-            raise UserError("--precision int8 needs --calib-images DIR (real images to calibrate on)")
+            raise UserError("int8 precision needs calibration images (real images to calibrate on)")
         if not hasattr(trt, "IInt8EntropyCalibrator2"):
             raise UserError(f"INT8 calibration needs TensorRT 10.x (calibrators are gone in {trt.__version__}); "
                             "use --precision fp16")

@@ -7,7 +7,10 @@ either orientation, padded to multiples of the largest stride. TensorRT tunes ke
 a profile's `opt` shape, so one profile per scale bucket keeps every bucket close to its
 tuned shape: min (1, 3, S, S), opt (B, 3, S, L43) (4:3 landscape, the commonest photo),
 max (B, 3, L, L), with S the scale and L the capped longer side, both rounded up to the
-stride. The keypoint model has one profile over the batch only.
+stride. The smallest scale's profile reaches down to (1, 3, t, t), t the stride: an image
+so elongated that `max_size` caps its shorter side below every scale still has a profile
+(engine.label.profiles checks a run against exactly these shapes). The keypoint model has
+one profile over the batch only.
 """
 
 from __future__ import annotations
@@ -55,20 +58,21 @@ def _round_up(value: float, multiple: int) -> int:
 def plan_detector_profiles(card: ModelCard, scales: Sequence[int], max_size: int, max_batch: int) -> list[Profile]:
     """One profile per scale, in ascending scale order (see the module docstring)."""
     if not scales:
-        raise UserError("--scales needs at least one shorter-side size")
+        raise UserError("a detector engine needs at least one shorter-side size")
     if max_batch < 1:
-        raise UserError(f"--max-batch must be >= 1, got {max_batch}")
+        raise UserError(f"the largest batch must be >= 1, got {max_batch}")
     stride = card.max_stride
     profiles = []
     for scale in sorted(set(int(s) for s in scales)):
         if scale <= 0:
             raise UserError(f"scale {scale} must be positive")
         if scale > max_size:
-            raise UserError(f"scale {scale} exceeds --max-size {max_size}")
+            raise UserError(f"scale {scale} exceeds the longer-side cap {max_size}")
         short = _round_up(scale, stride)
         long = max(short, _round_up(max_size, stride))
         landscape = min(long, _round_up(scale * 4 / 3, stride))
-        profiles.append(Profile(card.input_name, (1, 3, short, short), (max_batch, 3, short, landscape),
+        smallest = stride if not profiles else short
+        profiles.append(Profile(card.input_name, (1, 3, smallest, smallest), (max_batch, 3, short, landscape),
                                 (max_batch, 3, long, long), label=f"scale{scale}"))
     return profiles
 
@@ -76,7 +80,7 @@ def plan_detector_profiles(card: ModelCard, scales: Sequence[int], max_size: int
 def plan_keypoint_profiles(card: ModelCard, max_batch: int) -> list[Profile]:
     """One batch profile 1..max_batch at the card's fixed crop size."""
     if max_batch < 1:
-        raise UserError(f"--max-batch must be >= 1, got {max_batch}")
+        raise UserError(f"the largest batch must be >= 1, got {max_batch}")
     hc, wc = card.input_size or (0, 0)
     return [Profile(card.input_name, (1, 3, hc, wc), (max_batch, 3, hc, wc), (max_batch, 3, hc, wc), "batch")]
 

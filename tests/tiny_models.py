@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.coco_schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON  # noqa: E402
+from engine.coco.schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON  # noqa: E402
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
 DETECTOR_TOPK = 100

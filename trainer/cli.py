@@ -60,7 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
         schedule_scale=args.schedule_scale,
     )
     metrics = train(options)
-    ap = {k: v for k, v in metrics.items() if k in ("bbox_AP", "keypoints_AP")}
+    ap = {k: v for k, v in metrics.items() if k in ("box_AP", "keypoint_AP")}
     if ap:
         print(" ".join(f"{k}={v:.4f}" for k, v in ap.items()))
     print(f"wrote {options.out}/model.pt and {options.out}/metrics.json")
@@ -73,14 +73,14 @@ def run_eval(args: argparse.Namespace) -> int:
     from engine.errors import UserError
     from trainer.checkpoint import build_model_from_checkpoint, load_checkpoint
     from trainer.config import config_from_dict
-    from trainer.data.coco import load_coco
+    from trainer.data.coco import load_annotations
     from trainer.evaluate import evaluate_detector, evaluate_keypoints
     from trainer.train import set_threads
 
     set_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     detector_ckpt = load_checkpoint(args.detector) if args.detector else None
-    coco = load_coco(args.json, args.images)
+    coco = load_annotations(args.json, args.images)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model_from_checkpoint(ckpt).to(device)
     config = config_from_dict(ckpt["task"], ckpt["config"])
@@ -89,7 +89,6 @@ def run_eval(args: argparse.Namespace) -> int:
             raise UserError("--detector only applies to a keypoint checkpoint")
         stats = evaluate_detector(model, coco, args.images, ckpt["categories"], config.test_min_size, config.test_max_size,
                                   device, args.quiet)
-        stats = {f"bbox_{k}": v for k, v in stats.items()}
     else:
         detector = detector_meta = None
         if detector_ckpt is not None:
@@ -101,7 +100,6 @@ def run_eval(args: argparse.Namespace) -> int:
             if not any(c["name"] == "person" for c in detector_meta["categories"]):
                 raise UserError(f"--detector {args.detector} has no 'person' category")
         stats = evaluate_keypoints(model, coco, args.images, device, config.padding, detector, detector_meta, args.quiet)
-        stats = {f"keypoints_{k}": v for k, v in stats.items()}
     print(json.dumps(stats))
     if args.out:
         from engine.atomic import write_json_atomically

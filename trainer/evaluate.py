@@ -1,5 +1,6 @@
-"""COCO evaluation with pycocotools: box AP for the detector, keypoint AP for the keypoint
-model on ground-truth boxes or on a detector's person boxes.
+"""COCO evaluation (engine.coco.evaluate, pycocotools): box AP for the detector, keypoint AP
+for the keypoint model on ground-truth boxes or on a detector's person boxes; the
+statistics come back as `box_AP`, `box_AP50`, ... and `keypoint_AP`, ....
 
 Detector post-processing is the engine's: the model's pre-NMS candidates go through
 `engine.ensemble.ensemble_detections` with plain per-class NMS (no voting), exactly as a
@@ -8,24 +9,19 @@ single-transform labeling pass would.
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
+from engine.coco.evaluate import instance_score, run_cocoeval
+from engine.coco.geometry import xyxy_to_xywh
 from engine.crops import person_crop_box, warp_crop
 from engine.ensemble import ensemble_detections, heatmap_argmax, keypoints_to_image
 from engine.scaling import resize_to_scale
-from engine.select.evaluate import instance_score
 from trainer.data.coco import person_category_id, read_image
 from trainer.data.detection import pad_batch
 
-BBOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 NMS_THRESHOLD = 0.6  # FCOS's test-time NMS IoU
 SCORE_FLOOR = 0.05
 
@@ -47,41 +43,23 @@ def detect_image(model, image: np.ndarray, min_size: int, max_size: int, device,
     )
 
 
-def run_cocoeval(coco: COCO, results: list[dict], iou_type: str, names: tuple[str, ...], quiet: bool = False, cat_ids: list[int] | None = None) -> dict[str, float]:
-    """COCOeval summary as {name: value}; no results gives zeros (COCO's loadRes refuses []).
-    `cat_ids` restricts the evaluation (keypoints: the person category only, since other
-    categories' annotations carry no `num_keypoints`)."""
-    if not results:
-        return {name: 0.0 for name in names}
-    sink = io.StringIO() if quiet else None
-    with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
-        detections = coco.loadRes(results)
-        evaluator = COCOeval(coco, detections, iou_type)
-        if cat_ids is not None:
-            evaluator.params.catIds = cat_ids
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: float(value) for name, value in zip(names, evaluator.stats)}
-
-
 def evaluate_detector(model, coco: COCO, images_dir: str, categories: list[dict], min_size: int, max_size: int, device, quiet: bool = False) -> dict[str, float]:
-    """bbox stats over every image of `coco` (categories: the model's label table)."""
+    """`box_*` statistics over every image of `coco` (categories: the model's label table)."""
     model.eval()
     results = []
     for image_id in tqdm(sorted(coco.getImgIds()), desc="eval bbox", disable=quiet, leave=False):
         info = coco.imgs[image_id]
         image = read_image(f"{images_dir}/{info['file_name']}")
         boxes, scores, labels = detect_image(model, image, min_size, max_size, device)
-        for box, score, label in zip(boxes, scores, labels):
-            x1, y1, x2, y2 = (float(v) for v in box)
+        # widths in float64 (a float32 subtraction rounds differently and shifts AP digits)
+        for box, score, label in zip(xyxy_to_xywh(boxes.astype(np.float64)).tolist(), scores, labels):
             results.append({
                 "image_id": image_id, "category_id": categories[int(label)]["id"],
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score),
+                "bbox": box, "score": float(score),
             })
     known = {c["id"] for c in coco.dataset["categories"]}
     results = [r for r in results if r["category_id"] in known]
-    return run_cocoeval(coco, results, "bbox", BBOX_STATS, quiet)
+    return run_cocoeval(coco, results, "bbox", quiet=quiet)
 
 
 @torch.no_grad()
@@ -106,7 +84,7 @@ def predict_keypoints(model, image: np.ndarray, boxes_xywh: np.ndarray, device, 
 
 
 def evaluate_keypoints(model, coco: COCO, images_dir: str, device, padding: float, detector=None, detector_meta: dict | None = None, quiet: bool = False) -> dict[str, float]:
-    """keypoints stats; people from GT boxes, or from `detector` (with its
+    """`keypoint_*` statistics; people from GT boxes, or from `detector` (with its
     {"categories", "min_size", "max_size"}) when given."""
     model.eval()
     person = person_category_id(coco)
@@ -123,7 +101,7 @@ def evaluate_keypoints(model, coco: COCO, images_dir: str, device, padding: floa
             det_boxes, det_scores, det_labels = detect_image(detector, image, detector_meta["min_size"], detector_meta["max_size"], device)
             keep = np.array([detector_meta["categories"][int(l)]["name"] == "person" for l in det_labels], bool)
             det_boxes, box_scores = det_boxes[keep], det_scores[keep]
-            boxes = np.concatenate([det_boxes[:, :2], det_boxes[:, 2:] - det_boxes[:, :2]], axis=1) if len(det_boxes) else np.zeros((0, 4), np.float32)
+            boxes = xyxy_to_xywh(det_boxes)
             if not len(boxes):
                 continue
         points, peaks = predict_keypoints(model, image, boxes, device, padding)
@@ -134,4 +112,4 @@ def evaluate_keypoints(model, coco: COCO, images_dir: str, device, padding: floa
                 "image_id": image_id, "category_id": person, "keypoints": [float(v) for v in keypoints],
                 "score": float(score), "bbox": [float(v) for v in box],
             })
-    return run_cocoeval(coco, results, "keypoints", KEYPOINT_STATS, quiet, cat_ids=[person])
+    return run_cocoeval(coco, results, "keypoints", cat_ids=[person], quiet=quiet)

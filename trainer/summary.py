@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from engine.coco.evaluate import get_metric
+
 # (column title, metrics key suffixes tried in order): COCOeval names recall "AR100" for
 # boxes and "AR" for keypoints.
 COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -27,11 +29,11 @@ def summary_rows(run_dirs: list[Path]) -> list[list[str]]:
             metrics = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise SystemExit(f"summary: cannot read {path}: {error}") from None
-        prefix = "bbox_" if metrics.get("task") == "detect" else "keypoints_"
+        prefix = "box_" if metrics.get("task") == "detect" else "keypoint_"
         row = [run.name, str(metrics.get("task", "?")), str(metrics.get("model", "?")),
                str(metrics.get("iterations", "?"))]
         for _, suffixes in COLUMNS:
-            value = next((metrics[prefix + s] for s in suffixes if prefix + s in metrics), None)
+            value = next((v for s in suffixes if (v := get_metric(metrics, prefix + s)) is not None), None)
             row.append("-" if value is None else f"{value:.3f}")
         rows.append(row)
     return rows

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.coco_schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON
+from engine.coco.schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON
 from engine.errors import UserError
 from trainer import distributed
 from trainer.checkpoint import build_model, load_checkpoint, save_checkpoint
 from trainer.config import TASKS, config_to_dict, get_config, override_config
-from trainer.data.coco import category_table, load_coco
+from trainer.data.coco import category_table, load_annotations
 from trainer.loop import CheckpointHook, ProgressHook, Trainer, cycle
 from trainer.schedule import WarmupMultiStepLR
 
@@ -125,8 +125,8 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
     seed = options.seed + distributed.rank()
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
     config = override_config(get_config(options.task, options.model), list(options.overrides))
-    train_coco = load_coco(options.train_json, options.train_images)
-    val_coco = load_coco(options.val_json, options.val_images) if options.val_json else None
+    train_coco = load_annotations(options.train_json, options.train_images)
+    val_coco = load_annotations(options.val_json, options.val_images) if options.val_json else None
     out = Path(options.out)
     final_path, last_path = out / "model.pt", out / "last.pt"
 
@@ -144,7 +144,7 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         raise UserError(f"{options.train_json} has nothing to train on for task {options.task!r}")
     generated = None
     if options.pseudo_json is not None:
-        pseudo_coco = load_coco(options.pseudo_json, options.pseudo_images)
+        pseudo_coco = load_annotations(options.pseudo_json, options.pseudo_images)
         check_same_categories(train_coco, pseudo_coco, options.pseudo_json)
         generated, _, _ = build_dataset(options.task, config, pseudo_coco, options.pseudo_images, seed + 1, categories)
         if len(generated) == 0:
@@ -230,14 +230,12 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
 
 
 def evaluate_model(task: str, model, config, coco, images_dir: str, categories: list[dict], device, quiet: bool = False) -> dict:
-    """COCOeval stats with keys prefixed by `bbox_` or `keypoints_`."""
+    """COCOeval statistics, keyed `box_AP`, ... or `keypoint_AP`, ... (engine.coco.evaluate)."""
     from trainer.evaluate import evaluate_detector, evaluate_keypoints
 
     if task == "detect":
-        stats = evaluate_detector(model, coco, images_dir, categories, config.test_min_size, config.test_max_size, device, quiet)
-        return {f"bbox_{k}": v for k, v in stats.items()}
-    stats = evaluate_keypoints(model, coco, images_dir, device, config.padding, quiet=quiet)
-    return {f"keypoints_{k}": v for k, v in stats.items()}
+        return evaluate_detector(model, coco, images_dir, categories, config.test_min_size, config.test_max_size, device, quiet)
+    return evaluate_keypoints(model, coco, images_dir, device, config.padding, quiet=quiet)
 
 
 def build_dataset(task: str, config, coco, images_dir: str, seed: int, categories: list[dict] | None = None):

@@ -4,15 +4,33 @@ times, `deactivate` (free everything). Usable as a context manager.
 
 Public methods check state and call the `_activate_impl` / `_infer_impl` /
 `_deactivate_impl` hooks, so every backend refuses misuse the same way.
+
+What the labeling stages use of a model is narrower than a backend: its card and `infer`
+(`ActiveModel`). An active backend is one; so is a wrapper that changes how `infer` runs
+but owns no model (engine.label.labeler.TakingTurns), and a stand-in that replays recorded
+outputs (benchmarks/throughput.py).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 from engine.modelcard import GraphSignature, ModelCard
+
+ShapeRange = tuple[tuple[int, ...], tuple[int, ...]]
+"""One optimization profile of an input: its (min shape, max shape), both inclusive."""
+
+
+@runtime_checkable
+class ActiveModel(Protocol):
+    """A model ready to run: its card and `infer(feed) -> outputs` (see `Backend.infer`).
+    The caller of `infer` does not own the model's lifecycle."""
+
+    card: ModelCard
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 class BackendStateError(RuntimeError):
@@ -38,6 +56,12 @@ class Backend:
         """Whether the active backend computes on the CPU, where two models compete for the
         same cores (engine.label.run.inference_policy). Accelerator backends keep False."""
         return False
+
+    @property
+    def input_profiles(self) -> list[ShapeRange] | None:
+        """The input shapes the model was built for, one (min, max) per optimization profile
+        (engine.label.profiles checks a run against them); None: any shape."""
+        return None
 
     def activate(self) -> "Backend":
         if self._active:

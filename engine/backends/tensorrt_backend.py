@@ -5,9 +5,11 @@ An engine built by `distill export trt` holds one optimization profile per scale
 sidecar beside it. On `activate` we deserialize the engine, check the sidecar against the
 running TensorRT version and GPU (a serialized engine is only valid for the exact
 TensorRT version and GPU model that built it), validate the card against the engine's
-I/O tensors, and allocate pinned host and device buffers large enough for every profile,
-once. `infer` picks the profile whose shape range holds the input, then does
-H2D copy -> execute_async_v3 -> D2H copies on one CUDA stream and synchronizes once.
+I/O tensors and the sidecar's optimization profiles against the engine's (runs are checked
+against the sidecar's before they start: engine.label.profiles), and allocate pinned host
+and device buffers large enough for every profile, once. `infer` picks the profile whose
+shape range holds the input, then does H2D copy -> execute_async_v3 -> D2H copies on one
+CUDA stream and synchronizes once.
 
 `tensorrt` and `cuda-python` are imported in `activate`, never at module import.
 """
@@ -15,14 +17,15 @@ H2D copy -> execute_async_v3 -> D2H copies on one CUDA stream and synchronizes o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from engine.backends import cuda_memory as cm
-from engine.backends.base import Backend
+from engine.backends.base import Backend, ShapeRange
 from engine.errors import UserError
-from engine.modelcard import GraphSignature, ModelCardError, TensorSpec, read_sidecar, validate_card
+from engine.modelcard import (GraphSignature, ModelCardError, TensorSpec, read_sidecar, sidecar_path,
+                             validate_card)
 
 TENSORRT_MISSING = "TensorRT is not installed: pip install distill[trt] on a machine with an NVIDIA GPU"
 
@@ -36,19 +39,36 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def choose_profile(shape: tuple[int, ...], ranges: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> int:
+def fitting_profiles(shape: tuple[int, ...], ranges: Sequence[ShapeRange]) -> list[int]:
+    """Indices of the profiles whose [min, max] box contains `shape`. ranges: per profile,
+    (min shape, max shape) of the input."""
+    return [i for i, (lo, hi) in enumerate(ranges)
+            if len(lo) == len(shape) and all(a <= s <= b for a, s, b in zip(lo, shape, hi))]
+
+
+def choose_profile(shape: tuple[int, ...], ranges: Sequence[ShapeRange]) -> int:
     """Index of the profile whose [min, max] box contains `shape`, the nearest one winning.
 
     Scale-bucket profiles nest (same max, growing min), so the nearest is the one with the
     largest min (the bucket the image's scale belongs to, whose opt shape TensorRT tuned
     for), then the smallest max. ranges: per profile, (min shape, max shape) of the input.
     """
-    fitting = [(-int(np.prod(lo)), int(np.prod(hi)), i) for i, (lo, hi) in enumerate(ranges)
-               if len(lo) == len(shape) and all(a <= s <= b for a, s, b in zip(lo, shape, hi))]
+    fitting = [(-int(np.prod(ranges[i][0])), int(np.prod(ranges[i][1])), i)
+               for i in fitting_profiles(shape, ranges)]
     if not fitting:
         described = ", ".join(f"{list(lo)}..{list(hi)}" for lo, hi in ranges)
         raise ValueError(f"input shape {list(shape)} fits no optimization profile ({described})")
     return min(fitting)[2]
+
+
+def sidecar_profiles(sidecar: Mapping[str, Any], engine_path: Path) -> list[ShapeRange]:
+    """(min, max) input shapes of each optimization profile the sidecar of `engine_path`
+    records, in the engine's profile order (`export.trt_plan.sidecar_document` writes them)."""
+    try:
+        return [(tuple(int(v) for v in p["min"]), tuple(int(v) for v in p["max"])) for p in sidecar["profiles"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelCardError(f"{sidecar_path(engine_path)}: malformed optimization profiles ({error!r}); "
+                             f"rebuild the engine with `distill export trt`") from None
 
 
 class TensorRTBackend(Backend):
@@ -94,10 +114,21 @@ class TensorRTBackend(Backend):
         self._context = engine.create_execution_context()
         self._stream = cm.Stream()
         self._input = self.signature.inputs[0].name
-        self._ranges = [tuple(map(tuple, engine.get_tensor_profile_shape(self._input, i)[0::2]))
+        self._ranges = [tuple(tuple(int(d) for d in shape)
+                              for shape in engine.get_tensor_profile_shape(self._input, i)[0::2])
                         for i in range(engine.num_optimization_profiles)]
+        if self._ranges != sidecar_profiles(self.sidecar, self.engine_path):
+            # Runs are checked against the sidecar's profiles before they start (engine.label.profiles).
+            raise ModelCardError(f"{self.engine_path}: the engine's optimization profiles {self._ranges} are not "
+                                 f"the sidecar's; rebuild it with `distill export trt`")
         self._profile = 0
         self._allocate(trt)
+
+    @property
+    def input_profiles(self) -> list[ShapeRange]:
+        """The profiles from the sidecar (readable before `activate` and without TensorRT;
+        activation refuses an engine whose own profiles differ)."""
+        return sidecar_profiles(self.sidecar or read_sidecar(self.engine_path), self.engine_path)
 
     def _check_build(self, trt_version: str, gpu: str) -> None:
         built = (self.sidecar.get("tensorrt_version"), self.sidecar.get("gpu_name"))

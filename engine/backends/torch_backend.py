@@ -7,7 +7,7 @@ and `fp16=True` runs the convolutions under `torch.autocast` in float16 (CUDA on
 Outputs are host arrays of the card's dtypes (float32 boxes, scores and heatmaps, int32
 labels) whatever the precision inside.
 
-`infer` also takes a torch tensor already on the device (`engine.backends.torch_views`
+`infer` also takes a torch tensor already on the device (`engine.label.device_views`
 makes the views there), so only the original image's bytes cross the bus.
 
 torch is imported in `activate`, so this module is importable on a torch-free labeling

@@ -3,7 +3,7 @@ the formats review tools import, so a person can correct generated labels where 
 already work.
 
     distill convert --labels LABELS.json --to yolo --out DIR          # Ultralytics txt + data.yaml
-    distill convert --labels LABELS.json --to labelstudio --out DIR   # tasks with predictions + config
+    distill convert --labels LABELS.json --to labelstudio --out DIR --images IMAGES   # tasks + config
 
 The files read in the order the data flows: `read` (load, validate, clip to the image),
 `yolo` (writer and the reader `read_yolo`), `labelstudio`, `cli`.

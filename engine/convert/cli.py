@@ -1,13 +1,19 @@
 """`distill convert`: a COCO labels file into the formats review tools import.
 
     distill convert --labels LABELS.json --to yolo --out DIR [--confidence] [--images IMAGES]
-    distill convert --labels LABELS.json --to labelstudio --out DIR [--image-root PREFIX]
+    distill convert --labels LABELS.json --to labelstudio --out DIR (--images IMAGES | --image-root PREFIX)
 
 LABELS.json is what `distill select` writes, or any COCO ground truth. DIR must be new
 or empty: a YOLO folder is read as "every txt under labels/", so files left from an
 earlier conversion would silently join this one. The output is built in a hidden folder
 beside DIR and renamed to DIR at the end, so a failed or killed conversion leaves no
 half-written DIR.
+
+Label Studio needs to know where the images are served: `--images` (the folder the
+file_names are relative to, served by Label Studio as local files, whose setup is
+printed) or `--image-root` (any URL prefix). There is no default: the URL prefix of
+local files depends on the server's document root, which the labels do not know, and a
+guess gives a 404 for every image.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from engine.convert.labelstudio import DEFAULT_IMAGE_ROOT, write_labelstudio
+from engine.convert.labelstudio import LocalFiles, first_missing_image, local_files, write_labelstudio
 from engine.convert.read import LabelSet, load_labels
 from engine.convert.yolo import write_yolo
 from engine.errors import UserError
@@ -40,12 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="yolo: append each label's score as the last column (Ultralytics' prediction txt; "
                         "strip it to train)")
     p.add_argument("--images", type=Path, default=None, metavar="IMAGES",
-                   help="yolo: the folder the file_names are relative to; each image is linked as "
-                        "DIR/images/<file_name>, so data.yaml trains as is")
+                   help="the folder the file_names are relative to. yolo: each image is linked as "
+                        "DIR/images/<file_name>, so data.yaml trains as is; labelstudio: the tasks point "
+                        "at Label Studio's local files, served with IMAGES' parent as "
+                        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT and a Local Files storage at IMAGES "
+                        "(the setup is printed)")
     p.add_argument("--image-root", default=None, metavar="PREFIX",
-                   help="labelstudio: URL prefix of the images, followed by the URL-quoted file_name "
-                        f"(default {DEFAULT_IMAGE_ROOT!r}: Label Studio's local files, the file_names "
-                        "relative to LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+                   help="labelstudio, instead of --images: URL prefix of the images, followed by the "
+                        "URL-quoted file_name (e.g. https://host/images/)")
     p.set_defaults(func=run)
 
 
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.images is not None and not args.images.is_dir():
         raise UserError(f"--images {args.images} is not a folder")
     labels = load_labels(args.labels)
+    served = _local_files(args, labels) if args.to == "labelstudio" and args.images is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
     # Named by our process id: a folder of that name can only be left by a dead process.
     staging = out.parent / f".{out.name}.{os.getpid()}.partial"
@@ -66,28 +75,42 @@ def run(args: argparse.Namespace) -> int:
         if args.to == "yolo":
             counts = write_yolo(labels, staging, root=out, confidence=args.confidence, images=args.images)
         else:
-            counts = write_labelstudio(labels, staging, image_root=args.image_root or DEFAULT_IMAGE_ROOT)
+            counts = write_labelstudio(labels, staging, image_root=served.image_root if served else args.image_root)
         if out.exists():
             out.rmdir()  # empty, checked above
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    print(_summary(args, labels, counts))
+    print(_summary(args, labels, counts, served))
     return 0
 
 
 def _check_flags(args: argparse.Namespace) -> None:
     """A flag of the other format is a mistake, not something to ignore silently."""
-    if args.to != "yolo":
-        for flag, value in (("--confidence", args.confidence), ("--images", args.images)):
-            if value:
-                raise UserError(f"{flag} applies to --to yolo only")
+    if args.to != "yolo" and args.confidence:
+        raise UserError("--confidence applies to --to yolo only")
     if args.to != "labelstudio" and args.image_root is not None:
         raise UserError("--image-root applies to --to labelstudio only")
+    if args.to == "labelstudio" and (args.images is None) == (args.image_root is None):
+        raise UserError("--to labelstudio needs one of --images IMAGES (the folder the file_names are relative "
+                        "to, served as Label Studio local files) or --image-root PREFIX (a URL prefix)")
 
 
-def _summary(args: argparse.Namespace, labels: LabelSet, counts: dict[str, Any]) -> str:
+def _local_files(args: argparse.Namespace, labels: LabelSet) -> LocalFiles:
+    """Label Studio's local-files setup for `--images`, whose images must all be there:
+    a wrong folder would give a 404 per task only once imported."""
+    try:
+        served = local_files(args.images)
+    except ValueError as error:
+        raise UserError(f"--images {args.images}: {error}") from None
+    missing = first_missing_image(labels, args.images)
+    if missing is not None:
+        raise UserError(f"--images: {missing} not found")
+    return served
+
+
+def _summary(args: argparse.Namespace, labels: LabelSet, counts: dict[str, Any], served: LocalFiles | None) -> str:
     if args.to == "yolo":
         kind = (f"YOLO pose ({counts['keypoints']} keypoints of {labels.keypoint_category['name']})"
                 if counts["task"] == "pose" else "YOLO detection")
@@ -98,6 +121,10 @@ def _summary(args: argparse.Namespace, labels: LabelSet, counts: dict[str, Any])
         line = (f"wrote {args.out}: Label Studio, {counts['images']} tasks ({counts['empty']} without labels), "
                 f"{counts['labels']} boxes, {counts['keypoints']} keypoints, model_version "
                 f"{counts['model_version']!r}; tasks.json, label_config.xml")
+        if served is not None:
+            line += (f"\nserve the images: start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+                     f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={served.document_root}, add a Local Files source "
+                     f"storage with absolute local path {served.storage}, then import tasks.json")
     notes = labels.counts
     changed = [f"{notes[key]} {text}" for key, text in
                (("crowd", "crowd regions left out"), ("clipped", "boxes clipped to their image"),

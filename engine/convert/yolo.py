@@ -25,7 +25,10 @@ that declares keypoint names but whose labels have none visible is written as de
 
 The score column (`confidence=True`) is Ultralytics' prediction txt (`save_conf`): the
 box score appended last. It is for reading and review, not training: Ultralytics' label
-check rejects a row with an extra column. Keypoints keep their visibility, not their score.
+check rejects a row with an extra column. Keypoints keep their visibility (2 where
+`distill select` found the keypoint's heatmap peak at or above its threshold), never the
+peak, also with the score column: Ultralytics' prediction txt has a [0, 1] keypoint
+confidence there, and a peak is none (engine/label/records.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from engine.coco_schema import flip_index
+from engine.coco.schema import flip_index
 from engine.convert.read import LabelSet
 from engine.errors import UserError
 

@@ -73,7 +73,7 @@ def flip_heatmaps(heatmaps: np.ndarray, flip_pairs: Sequence[Sequence[int]]) -> 
 
     Args:
         heatmaps: `(R, J, h, w)` float32/float64 (float16 is computed as float32).
-        flip_pairs: 0-based (left, right) joint index pairs, e.g. coco_schema.FLIP_PAIRS.
+        flip_pairs: 0-based (left, right) joint index pairs, e.g. engine.coco.schema.FLIP_PAIRS.
 
     Returns:
         `(R, J, h, w)` new array, float32 or float64; the input is not modified.

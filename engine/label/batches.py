@@ -37,7 +37,7 @@ def make_batches(views_per_image: list[list[View]], batch_size: int,
                  stack: Callable[[list], Any] = np.stack) -> list[Batch]:
     """Batches of at most `batch_size` same-shape views over a chunk of images. `stack`
     joins a batch's pixels: `np.stack` for host views, `torch.stack` for views made on the
-    device (engine.backends.torch_views), whose batches stay there."""
+    device (engine.label.device_views), whose batches stay there."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     groups: dict[tuple[int, int], list[tuple[int, int]]] = {}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.backends.base import Backend
+from engine.backends.base import ActiveModel
 from engine.label.batches import make_batches
 from engine.label.views import View
 
@@ -26,7 +26,7 @@ class Candidates:
     labels: np.ndarray
 
 
-def detect_passes(views_per_image: list[list[View]], backend: Backend, batch_size: int,
+def detect_passes(views_per_image: list[list[View]], backend: ActiveModel, batch_size: int,
                   score_floor: float) -> list[list[Candidates]]:
     """Run every view of a chunk of images; per image, one `Candidates` per view (plan
     order), each above `score_floor` and in original-image pixels. `distill plan-transforms`
@@ -50,7 +50,7 @@ def concatenate_candidates(parts: list[Candidates]) -> Candidates:
                         zip(*((c.boxes, c.scores, c.labels) for c in parts))))
 
 
-def detect_views(views_per_image: list[list[View]], backend: Backend, batch_size: int,
+def detect_views(views_per_image: list[list[View]], backend: ActiveModel, batch_size: int,
                  score_floor: float) -> list[Candidates]:
     """Run every view of a chunk of images; one `Candidates` per image, views concatenated
     in plan order (so the result does not depend on how views were batched)."""

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.backends.base import Backend
+from engine.backends.base import ActiveModel
+from engine.coco.geometry import xyxy_to_xywh
 from engine.crops import person_crop_box, warp_crop
 from engine.ensemble import average_heatmaps, heatmap_argmax, keypoints_to_image
 from engine.label.merge import Detections
@@ -38,11 +39,10 @@ def crop_boxes_for(detections: Detections, rows: np.ndarray, card: ModelCard) ->
     """`(P, 4)` float32 xyxy crop boxes of the person boxes `rows`."""
     hc, wc = card.input_size
     boxes = detections.boxes[rows]
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    return person_crop_box(xywh, wc / hc, card.crop_padding).reshape(-1, 4)
+    return person_crop_box(xyxy_to_xywh(boxes), wc / hc, card.crop_padding).reshape(-1, 4)
 
 
-def estimate_keypoints(images: list[np.ndarray], detections: list[Detections], backend: Backend,
+def estimate_keypoints(images: list[np.ndarray], detections: list[Detections], backend: ActiveModel,
                        person_label: int, flip: bool, batch_size: int) -> list[Keypoints]:
     """Keypoints of every person detection of a chunk of images `(H, W, 3)` uint8 RGB.
 
@@ -74,7 +74,7 @@ def estimate_keypoints(images: list[np.ndarray], detections: list[Detections], b
     return result
 
 
-def _infer_crops(backend: Backend, crops: np.ndarray, batch_size: int) -> np.ndarray:
+def _infer_crops(backend: ActiveModel, crops: np.ndarray, batch_size: int) -> np.ndarray:
     """`(R, 3, Hc, Wc)` uint8 crops -> `(R, J, h, w)` float32 heatmaps, in batches."""
     name = backend.card.input_name
     out = [backend.infer({name: np.ascontiguousarray(crops[s:s + batch_size])})["heatmaps"]

@@ -1,19 +1,23 @@
-"""The per-chunk labeling function: decoded images in, records out.
+"""The per-chunk labeling contract: decoded images in, records out, in five stages.
 
-`Labeler` holds the active teachers and the settings; its stage methods are what the
-pipeline overlaps in threads (views, detect, merge, keypoints, record), and `label`
-chains them for a chunk of images, so the single-box pipeline, the benchmark and a
-scale-out worker all run the same code on the same arrays.
+`Labeler` holds the active teachers and the settings. Its stage methods, in the order an
+image goes through them (views, detect, merge, estimate_keypoints, record), are the whole
+of what turns arrays into records: the single-box pipeline (engine.label.pipeline) runs
+them overlapped in threads, a scale-out actor (engine.scale.actor) runs that pipeline per
+shard, and the benchmark (benchmarks/throughput.py) times the same views and models. A
+record depends only on its image, the teachers and the settings, never on how the stages
+were scheduled (tests/engine/label/test_labeler.py chains them by hand and compares).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.backends.base import Backend
+from engine.backends.base import ActiveModel
 from engine.label.detect import Candidates, detect_views
 from engine.label.keypoints import Keypoints, estimate_keypoints
 from engine.label.merge import Detections, MergeSettings, merge_candidates
@@ -34,29 +38,36 @@ class LabelSettings:
     def to_dict(self) -> dict:
         return {"plan": self.plan.to_dict(), "merge": self.merge.to_dict(), "keypoint_flip": self.keypoint_flip}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "LabelSettings":
+        """The inverse of `to_dict`, with the default `batch_size` (KeyError, TypeError or
+        ValueError on a malformed dict)."""
+        return cls(TransformPlan.from_dict(data["plan"]), MergeSettings(**data["merge"]), bool(data["keypoint_flip"]))
+
 
 class TakingTurns:
-    """A backend that waits for `lock` around each `infer`: models sharing one device take
-    turns instead of splitting it (see engine.label.run.inference_policy)."""
+    """An `ActiveModel` that waits for `lock` around each `infer` of `backend`: models
+    sharing one device take turns instead of splitting it (see
+    engine.label.run.inference_policy). The caller owns `backend`'s lifecycle."""
 
-    def __init__(self, backend: Backend, lock: threading.Lock) -> None:
+    def __init__(self, backend: ActiveModel, lock: threading.Lock) -> None:
         self.backend = backend
         self.card = backend.card
         self.lock = lock
 
-    def infer(self, feed):
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.lock:
             return self.backend.infer(feed)
 
 
 class Labeler:
-    """Active backends (the caller owns their lifecycle) plus settings.
+    """Active models (the caller owns their lifecycle) plus settings.
 
-    detector: a `detect` backend; keypoints: a `keypoints` backend or None; person_label:
+    detector: a `detect` model; keypoints: a `keypoints` model or None; person_label:
     the detector's label index of the keypoint model's person category.
     """
 
-    def __init__(self, detector: Backend, keypoints: Backend | None, person_label: int | None,
+    def __init__(self, detector: ActiveModel, keypoints: ActiveModel | None, person_label: int | None,
                  settings: LabelSettings) -> None:
         self.detector = detector
         self.keypoints = keypoints
@@ -65,28 +76,28 @@ class Labeler:
         self.stride = detector.card.max_stride
 
     def views(self, image: np.ndarray) -> list[View]:
+        """1. Every view of one `(H, W, 3)` uint8 RGB image, in plan order."""
         return make_views(image, self.settings.plan, self.stride)
 
     def detect(self, views_per_image: list[list[View]]) -> list[Candidates]:
+        """2. The detector over the views of a chunk of images, batched together; one
+        `Candidates` per image, in original-image pixels."""
         return detect_views(views_per_image, self.detector, self.settings.batch_size,
                             self.settings.merge.score_floor)
 
     def merge(self, candidates: Candidates) -> Detections:
+        """3. One image's candidates ensembled (NMS + box voting)."""
         return merge_candidates(candidates, self.settings.merge)
 
     def estimate_keypoints(self, images: list[np.ndarray], detections: list[Detections]) -> list[Keypoints | None]:
+        """4. Keypoints of the person detections of a chunk of images (None each without a
+        keypoint model)."""
         if self.keypoints is None:
             return [None] * len(images)
         return estimate_keypoints(images, detections, self.keypoints, self.person_label,
                                   self.settings.keypoint_flip, self.settings.batch_size)
 
     def record(self, name: str, image: np.ndarray, detections: Detections, keypoints: Keypoints | None) -> dict:
+        """5. The shard record of one image."""
         height, width = image.shape[:2]
         return make_record(name, height, width, detections, keypoints, self.detector.card)
-
-    def label(self, names: list[str], images: list[np.ndarray]) -> list[dict]:
-        """Records of a chunk of `(H, W, 3)` uint8 RGB images, in order."""
-        candidates = self.detect([self.views(image) for image in images])
-        detections = [self.merge(c) for c in candidates]
-        keypoints = self.estimate_keypoints(images, detections)
-        return [self.record(n, i, d, k) for n, i, d, k in zip(names, images, detections, keypoints)]

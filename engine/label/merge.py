@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from engine.ensemble import ensemble_detections
+from engine.ensemble import SCORING_METHODS, ensemble_detections
 from engine.label.detect import Candidates
 
 
@@ -22,6 +22,17 @@ class MergeSettings:
     scoring: str = "id"
     score_floor: float = 0.05
     max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORING_METHODS:
+            raise ValueError(f"unknown scoring {self.scoring!r}: choose from {', '.join(SCORING_METHODS)}")
+        for name, value in (("nms_threshold", self.nms_threshold), ("vote_threshold", self.vote_threshold)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if not 0.0 <= self.score_floor < 1.0:
+            raise ValueError(f"score_floor must be in [0, 1), got {self.score_floor}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
 
     def to_dict(self) -> dict:
         return asdict(self)

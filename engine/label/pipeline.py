@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from engine.label.decode import DecodeError, decode_file
 from engine.label.discover import Source
 from engine.label.labeler import Labeler
+from engine.label.manifest import RunSummary
 from engine.label.shards import FinishedShards
 
 STAGES = ("discover", "decode", "views", "inference", "ensemble", "keypoints", "write")
@@ -56,32 +57,6 @@ class Item:
     image: np.ndarray | None = None
     views: list | None = None
     record: dict | None = None
-
-
-@dataclass
-class RunSummary:
-    images: int = 0
-    failed: int = 0
-    skipped: int = 0  # already done by the run being resumed
-    detections: int = 0
-    wall_seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "failed": self.failed, "resumed_past": self.skipped,
-                "detections": self.detections, "wall_seconds": round(self.wall_seconds, 3),
-                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}}
-
-    def lines(self) -> list[str]:
-        rate = self.images / self.wall_seconds if self.wall_seconds > 0 else 0.0
-        per_image = self.detections / self.images if self.images else 0.0
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items())
-        lines = [f"labeled {self.images} images ({rate:.2f} images/s), {self.failed} failed, "
-                 f"{per_image:.1f} detections per image, {self.wall_seconds:.1f} s"]
-        if self.skipped:
-            lines.append(f"resumed: {self.skipped} images were already done")
-        lines.append(f"seconds per stage (summed over threads): {stages}")
-        return lines
 
 
 class RecordSink(Protocol):

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json_atomically
-from engine.errors import UserError
 from engine.label.views import TransformPlan
 
 FORMAT = "distill.transform_plan"
 VERSION = 1
+PLAN_FILE_NAME = "plan.json"  # inside the folder distill plan-transforms writes
 
 
 def write_plan_file(path: Path, plan: TransformPlan, chosen: dict[str, Any]) -> None:
@@ -31,19 +31,23 @@ def write_plan_file(path: Path, plan: TransformPlan, chosen: dict[str, Any]) -> 
 
 
 def read_plan_file(path: Path) -> TransformPlan:
-    """The plan in `path`, or a one-line UserError that says what is wrong with the file."""
+    """The plan in `path` (a plan.json, or the folder `distill plan-transforms` wrote it
+    into); ValueError with one line that says what is wrong with the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PLAN_FILE_NAME
     try:
-        document = json.loads(Path(path).read_text())
+        document = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"--plan {path}: file not found") from None
+        raise ValueError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"--plan {path}: not a readable JSON file ({error})") from None
+        raise ValueError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise UserError(f"--plan {path}: not a transform plan (expected \"format\": \"{FORMAT}\", "
-                        f"written by distill plan-transforms)")
+        raise ValueError(f"{path}: not a transform plan (expected \"format\": \"{FORMAT}\", "
+                         f"written by distill plan-transforms)")
     if document.get("version") != VERSION:
-        raise UserError(f"--plan {path}: plan version {document.get('version')!r}, this distill reads {VERSION}")
+        raise ValueError(f"{path}: plan version {document.get('version')!r}, this distill reads {VERSION}")
     try:
         return TransformPlan.from_dict({"passes": document["passes"], "max_size": document["max_size"]})
     except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"--plan {path}: malformed passes ({error})") from None
+        raise ValueError(f"{path}: malformed passes ({error})") from None

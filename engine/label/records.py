@@ -3,12 +3,22 @@ no detection, so a consumer can tell "nothing there" from "never labeled".
 
     {"file_name": "a/b.jpg", "width": W, "height": H, "detections": [
         {"bbox": [x, y, w, h], "score": s, "category_id": COCO id,
-         "keypoints": [x1, y1, s1, ..., x17, y17, s17]}   # people, with a keypoint model
+         "keypoints": [x1, y1, p1, ..., x17, y17, p17]}   # people, with a keypoint model
     ]}
 
 Width and height are as displayed (after EXIF orientation). Coordinates are rounded to
 0.01 px and scores to 1e-5: finer digits are below the models' precision and would only
 grow the shards.
+
+A keypoint's third value p is its heatmap peak: the largest value of the joint's heatmap
+(averaged over the person's crop and its mirror), not a probability, and it may exceed
+1. Its scale is the keypoint model's: the trainer's heatmaps are a softmax scaled by
+2 pi sigma^2, so a peak as sharp as the training target is 1 and a sharper one more, at
+most 2 pi sigma^2 (25.1 for sigma 2; the demo's peaks reach 2.17). It is kept raw rather than
+squashed into [0, 1]: it orders keypoints as the model does, `distill select`
+calibrates its keypoint threshold on these values and records it in the same units, and
+the COCO labels carry them as `keypoint_scores`. Exports that need a [0, 1] confidence
+do not pass it off as one (engine/convert).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.coco.geometry import xyxy_to_xywh
 from engine.label.keypoints import Keypoints
 from engine.label.merge import Detections
 from engine.modelcard import ModelCard
@@ -30,7 +41,7 @@ def make_record(name: str, height: int, width: int, detections: Detections,
     # (test_record_rounding_matches_python_round).
     category_ids = [int(c["id"]) for c in card.categories]
     boxes = detections.boxes.astype(np.float64)
-    xywh = np.round(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1), 2).tolist()
+    xywh = np.round(xyxy_to_xywh(boxes), 2).tolist()
     scores = np.round(detections.scores.astype(np.float64), 5).tolist()
     points_of = {}
     if keypoints is not None and len(keypoints.rows):

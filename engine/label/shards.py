@@ -2,7 +2,7 @@
 a failures file, and resume (DESIGN.md, Predictions).
 
     OUT/shards/shard-000000.jsonl   records of discovery indices [0, S), one JSON per line
-    OUT/manifest.json               settings, models, plan, finished shards
+    OUT/manifest.json               RunManifest (engine.label.manifest): settings, finished shards, ...
     OUT/failures.jsonl              {"file_name", "reason", "shard"} per unreadable image
 
 Shard k holds the images of discovery indices [k*S, (k+1)*S) (S = shard size), so its
@@ -16,16 +16,15 @@ manifest is simply written again under the same name. No image is ever written t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.atomic import write_json_atomically, write_text_atomically
+from engine.atomic import write_text_atomically
 from engine.errors import UserError
-
-FORMAT = "distill-predictions-v1"
+from engine.label.manifest import RunManifest, RunSummary, ShardEntry, manifest_path
 
 
 def shard_name(index: int) -> str:
@@ -37,40 +36,16 @@ def record_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
-    """The manifest of a run folder; UserError when there is none or it is unreadable."""
-    path = out / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{out} holds no labeling run (no manifest.json)") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"{path} is not a distill predictions manifest (format {FORMAT})")
-    return manifest
-
-
-def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
-    """Dotted name of the first setting that differs, with both values, or None."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    if old != new:
-        return f"{prefix[:-1]} was {json.dumps(old)}, now {json.dumps(new)}"
-    return None
-
-
 class RunFolder:
-    """OUT: created, or reopened for `--resume` after checking that the settings match."""
+    """OUT: created with `manifest` (a new run's: settings, shard size, categories,
+    runtime), or reopened for `resume` after checking that the settings match; then the
+    run being resumed keeps its shard size, finished shards and start time, and takes the
+    new categories and runtime. `self.manifest` is the folder's manifest as it is on disk
+    after each `commit`."""
 
-    def __init__(self, out: Path, settings: dict[str, Any], shard_size: int, resume: bool) -> None:
+    def __init__(self, out: Path, manifest: RunManifest, resume: bool) -> None:
         self.out = out
         self.shards_dir = out / "shards"
-        self.manifest_path = out / "manifest.json"
         self.failures_path = out / "failures.jsonl"
         try:
             self.shards_dir.mkdir(parents=True, exist_ok=True)
@@ -79,28 +54,28 @@ class RunFolder:
             probe.unlink()
         except OSError as error:
             raise UserError(f"cannot write to --out {out}: {error.strerror or error}") from None
-        if self.manifest_path.exists():
+        if manifest_path(out).exists():
             if not resume:
                 raise UserError(f"{out} already holds a labeling run: pass --resume to continue it, "
                                 "or choose another --out")
-            self.manifest = read_manifest(out)
-            difference = _first_difference(self.manifest["settings"], settings)
+            old = RunManifest.load(out)
+            difference = old.settings.difference(manifest.settings)
             if difference:
                 raise UserError(f"--resume refused: the settings differ from the run in {out}: {difference}")
+            self.manifest = dataclasses.replace(old, categories=manifest.categories, runtime=manifest.runtime)
             self._drop_unfinished_failures()
         else:
-            self.manifest = {"format": FORMAT, "settings": settings, "shard_size": shard_size,
-                             "shards": [], "complete": False, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self.manifest = manifest
             self.failures_path.write_text("")
-            write_json_atomically(self.manifest_path, self.manifest, indent=1)
+            self.manifest.save(out)
 
     @property
     def shard_size(self) -> int:
-        return int(self.manifest["shard_size"])
+        return self.manifest.shard_size
 
-    def finished(self) -> "FinishedShards":
+    def finished(self) -> FinishedShards:
         """The shards already written (by the run being resumed)."""
-        return FinishedShards({int(s["index"]): s for s in self.manifest["shards"]}, self.shard_size)
+        return FinishedShards({entry.index: entry for entry in self.manifest.shards}, self.shard_size)
 
     def _drop_unfinished_failures(self) -> None:
         done = set(self.finished().entries)
@@ -122,10 +97,9 @@ class RunFolder:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.shards_dir / shard_name(index))
-        self.manifest["shards"].append({"index": index, "file": shard_name(index), "first": first,
-                                        "images": images, "failures": len(failures)})
-        self.manifest["shards"].sort(key=lambda s: s["index"])
-        write_json_atomically(self.manifest_path, self.manifest, indent=1)
+        self.manifest.shards.append(ShardEntry(index, shard_name(index), first, images, len(failures)))
+        self.manifest.shards.sort(key=lambda entry: entry.index)
+        self.manifest.save(self.out)
 
     def temporary_path(self, index: int) -> Path:
         """Where shard `index` is written before its rename (hidden: readers skip it)."""
@@ -141,19 +115,19 @@ class RunFolder:
             os.fsync(f.fileno())
         self.commit(index, tmp, first, images, failures)
 
-    def mark_complete(self, summary: dict[str, Any]) -> None:
-        self.manifest["complete"] = True
-        self.manifest["summary"] = summary
-        write_json_atomically(self.manifest_path, self.manifest, indent=1)
+    def mark_complete(self, summary: RunSummary) -> None:
+        self.manifest.complete = True
+        self.manifest.summary = summary
+        self.manifest.save(self.out)
 
 
 class FinishedShards:
     """Which discovery indices the run being resumed already wrote, by shard.
 
-    entries: {shard index: manifest entry}; size: images per shard.
+    entries: {shard index: its manifest entry}; size: images per shard.
     """
 
-    def __init__(self, entries: dict[int, dict[str, Any]], size: int) -> None:
+    def __init__(self, entries: dict[int, ShardEntry], size: int) -> None:
         self.entries = entries
         self.size = size
 
@@ -165,9 +139,9 @@ class FinishedShards:
         entry = self.entries.get(shard)
         if entry is None:
             return False
-        if (offset == 0 and name != entry["first"]) or offset >= entry["images"] + entry["failures"]:
+        if (offset == 0 and name != entry.first) or offset >= entry.images + entry.failures:
             raise UserError(f"--resume refused: the input changed since the run started "
-                            f"(shard {shard} began with {entry['first']!r}, now {name!r} at position {index})")
+                            f"(shard {shard} began with {entry.first!r}, now {name!r} at position {index})")
         return True
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.errors import UserError
 from engine.scaling import round_up, scaled_size
 
 # The paper's plan: shorter side 400..1200 px in steps of 100, each also flipped.
@@ -96,7 +95,8 @@ class TransformPlan:
 
 
 def parse_scales(text: str) -> tuple[int, ...]:
-    """`"400,500,600"` or `"400:1200:100"` (start:stop:step, stop included) -> sizes in px."""
+    """`"400,500,600"` or `"400:1200:100"` (FIRST:LAST:STEP, LAST included) -> sizes in px;
+    ValueError for anything else."""
     try:
         if ":" in text:
             start, stop, step = (int(v) for v in text.split(":"))
@@ -106,12 +106,21 @@ def parse_scales(text: str) -> tuple[int, ...]:
         else:
             scales = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise UserError(f"--scales {text!r}: expected a list like 400,500,600 or a range like 400:1200:100") from None
+        raise ValueError(f"{text!r}: expected a list like 400,500,600 or a range like 400:1200:100") from None
     if not scales or any(s <= 0 for s in scales):
-        raise UserError(f"--scales {text!r}: needs at least one positive size")
+        raise ValueError(f"{text!r}: needs at least one positive size")
     if len(set(scales)) != len(scales):
-        raise UserError(f"--scales {text!r}: a size is repeated")
+        raise ValueError(f"{text!r}: a size is repeated")
     return scales
+
+
+def format_scales(scales: tuple[int, ...]) -> str:
+    """The text `parse_scales` reads back: FIRST:LAST:STEP for an evenly spaced run of three
+    or more sizes, else a comma list."""
+    steps = {b - a for a, b in zip(scales, scales[1:])}
+    if len(scales) >= 3 and len(steps) == 1 and steps.pop() > 0:
+        return f"{scales[0]}:{scales[-1]}:{scales[1] - scales[0]}"
+    return ",".join(str(s) for s in scales)
 
 
 @dataclass

@@ -12,26 +12,30 @@ re-inference) and prints AP against the relative detector cost. Writes PLAN_DIR/
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import time
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.options import LabelingOptions, ModelOptions, PlanOptions, RuntimeOptions, positive_int
+
+
+MODELS = ModelOptions(keypoints_help="top-down keypoint model: adds keypoint AP")
+# No --plan: this command measures a grid and writes the plan.
+LABELING = LabelingOptions(PlanOptions(plan_file=False))
+RUNTIME = RuntimeOptions(workers=False, fp16=False,
+                         threads_help="ONNX Runtime CPU threads per model (default: all cores; the models run "
+                                      "one after the other)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.label.cli import add_ensemble_arguments, add_grid_arguments
-
     p = subparsers.add_parser(
         "plan-transforms", help="choose the test-time passes that pay, by measuring them on labeled images",
         description="Run every pass of the plan once on a labeled validation set, ensemble subsets of "
                     "the cached passes (greedy forward selection), print AP against detector cost with "
                     "the Pareto front, and write the best plan within --budget for distill label --plan.")
-    p.add_argument("--detector", required=True, type=Path, help="detector: .onnx, .engine (TensorRT) or .pt")
-    p.add_argument("--keypoints", type=Path, help="top-down keypoint model: adds keypoint AP")
+    MODELS.add(p)
     p.add_argument("--json", required=True, type=Path, help="COCO ground truth of the validation images")
     p.add_argument("--images", required=True, type=Path, help="folder the JSON's file_name entries are relative to")
     p.add_argument("--out", required=True, type=Path, help="folder for plan.json, tradeoff.json, front.png")
@@ -40,39 +44,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", choices=("box", "keypoints"), default="box",
                    help="what greedy selection maximises (default box AP; keypoints needs --keypoints "
                         "and runs the keypoint model for every subset tried)")
-    p.add_argument("--max-images", type=int, help="use only the first N images of the JSON (sorted by file name)")
-    add_grid_arguments(p)
-    add_ensemble_arguments(p)
-    p.add_argument("--backend-threads", type=int, default=0,
-                   help="ONNX Runtime CPU threads per model (default 0: all cores; the models run one after the other)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--max-images", type=positive_int,
+                   help="use only the first N images of the JSON (sorted by file name)")
+    LABELING.add(p)
+    RUNTIME.add(p)
     p.set_defaults(func=run)
 
 
 def _coco_of(dataset: dict, images: list[dict]):
     """A pycocotools COCO of `dataset` restricted to `images` and their annotations."""
-    from pycocotools.coco import COCO
+    from engine.coco.evaluate import coco_api
 
     ids = {image["id"] for image in images}
-    gt = COCO()
-    gt.dataset = {**dataset, "images": images,
-                  "annotations": [a for a in dataset["annotations"] if a["image_id"] in ids]}
-    with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints
-        gt.createIndex()
-    return gt
+    return coco_api({**dataset, "images": images,
+                     "annotations": [a for a in dataset["annotations"] if a["image_id"] in ids]})
 
 
 def _ground_truth(path: Path, images: Path, max_images: int | None):
     """(COCO of the chosen images, [(file name, path)]) from the labeled file."""
-    from engine.select.labeled import read_labeled
+    from engine.coco.read import load_coco
 
-    data = read_labeled(path, "--json")
-    try:
-        chosen = sorted(data["images"], key=lambda image: image["file_name"])[:max_images]
-        gt = _coco_of(data, chosen)
-    except (KeyError, TypeError) as error:
-        raise UserError(f"--json {path}: an image or annotation is not COCO ({error!r})") from None
-    return gt, [(image["file_name"], images / image["file_name"]) for image in chosen]
+    gt = load_coco(path)
+    if not gt.images:
+        raise UserError(f"--json {path} lists no images")
+    chosen = sorted(gt.images.values(), key=lambda image: image["file_name"])[:max_images]
+    return _coco_of(gt.data, chosen), [(image["file_name"], images / image["file_name"]) for image in chosen]
 
 
 def _restrict(gt, names: list[str]):
@@ -83,10 +79,9 @@ def _restrict(gt, names: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.label.cli import grid_plan, merge_settings_of, positive
     from engine.label.decode import DEFAULT_MAX_PIXELS
     from engine.label.run import open_models
-    from engine.label.plan_file import write_plan_file
+    from engine.label.plan_file import PLAN_FILE_NAME, write_plan_file
     from engine.label.views import TransformPlan
     from engine.plan.passes import run_passes
     from engine.plan.report import pass_name, plot_front, summary_line, table, write_json
@@ -99,20 +94,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--objective keypoints needs --keypoints")
     if not args.images.is_dir():
         raise UserError(f"--images {args.images} is not a folder")
-    plan = grid_plan(args)
-    merge = merge_settings_of(args)
-    batch = positive(args.batch_size, "--batch-size")
-    max_images = positive(args.max_images, "--max-images") if args.max_images is not None else None
-    gt, files = _ground_truth(args.json, args.images, max_images)
-    progress = not args.no_progress and sys.stderr.isatty()
+    labeling, runtime = LABELING.parse(args), RUNTIME.parse(args)
+    plan, merge, batch = labeling.plan, labeling.merge, labeling.batch_size
+    gt, files = _ground_truth(args.json, args.images, args.max_images)
+    progress = runtime.progress
     started = time.perf_counter()
 
     # The models run one after the other here: no turns to take.
-    with open_models(args.detector, args.keypoints, args.backend, args.backend_threads, take_turns=False) as teachers:
+    with open_models(args.detector, args.keypoints, runtime.backend, runtime.backend_threads or 0,
+                     take_turns=False, plan=plan, batch_size=batch) as teachers:
         detector = teachers.detector
         keypoint_stage = None
         if teachers.keypoints is not None:
-            keypoint_stage = KeypointStage(teachers.keypoints, teachers.person, args.keypoint_flip, batch)
+            keypoint_stage = KeypointStage(teachers.keypoints, teachers.person, labeling.keypoint_flip, batch)
         shared = {int(c["id"]) for c in detector.card.categories} & set(gt.getCatIds())
         if not shared:
             raise UserError(f"--json {args.json} shares no category id with the detector's card")
@@ -129,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         identity = scorer.score_identity(with_keypoints)
         points = greedy_forward(scorer, len(plan.passes), args.objective, progress)
         mark_front(points, args.objective)
-        chosen = choose(points, args.budget, args.objective)
+        try:
+            chosen = choose(points, args.budget, args.objective)
+        except UserError as error:
+            raise UserError(f"--budget: {error}") from None
         if chosen.keypoint_AP is None and with_keypoints:
             chosen.keypoint_AP = scorer.score(chosen.subset, with_keypoints=True).keypoint_AP
 
@@ -142,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 "plan": plan.to_dict(), "merge": merge.to_dict(), "objective": args.objective,
                 "budget": args.budget}
     write_json(args.out / "tradeoff.json", points, passes, identity, scorer.identity_cost, chosen, settings)
-    write_plan_file(args.out / "plan.json", chosen_plan, {
+    write_plan_file(args.out / PLAN_FILE_NAME, chosen_plan, {
         "budget": args.budget, "objective": args.objective, "cost": round(chosen.cost, 5),
         "box_AP": chosen.box_AP, "keypoint_AP": chosen.keypoint_AP,
         "full_plan": {"passes": len(passes), "box_AP": full.box_AP, "keypoint_AP": full.keypoint_AP},

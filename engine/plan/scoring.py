@@ -3,9 +3,9 @@
 A subset's labels are made exactly as `distill label` makes them for a plan of those
 passes: the passes' candidates concatenated in plan order, merged (NMS + box voting),
 the keypoint stage on the merged people, records rounded as in the shards; then scored
-as `engine.select.evaluate` scores generated labels (COCO box AP, keypoint AP). Only the
-keypoint model runs again, on the crops of each subset's own person boxes, and only when
-keypoint AP is asked for.
+as generated labels are (`engine.coco.evaluate.score_labels`: COCO box AP, keypoint AP).
+Only the keypoint model runs again, on the crops of each subset's own person boxes, and
+only when keypoint AP is asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine.backends.base import Backend
+from engine.coco.evaluate import score_labels
 from engine.label.detect import Candidates, concatenate_candidates
 from engine.label.keypoints import estimate_keypoints
 from engine.label.merge import Detections, MergeSettings, merge_candidates
@@ -21,7 +22,6 @@ from engine.label.records import make_record
 from engine.modelcard import ModelCard
 from engine.plan.passes import PassCache
 from engine.select.coco import select_labels
-from engine.select.evaluate import score_labels
 
 Subset = tuple[int, ...]
 """Indices into the cache's `plan.passes`, increasing."""

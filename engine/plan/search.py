@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from engine.errors import UserError
 from engine.plan.scoring import Subset, SubsetScorer
 
 OBJECTIVES = ("box", "keypoints")
@@ -73,9 +74,10 @@ def mark_front(points: list[Point], objective: str) -> list[Point]:
 
 def choose(points: list[Point], budget: float, objective: str) -> Point:
     """The best point whose cost is within `budget` (a fraction of the full plan's);
-    among equals, the cheapest. ValueError when nothing fits."""
+    among equals, the cheapest. UserError (about the budget's value) when nothing fits."""
     fitting = [p for p in points if p.cost <= budget + 1e-12]
     if not fitting:
         cheapest = min(p.cost for p in points)
-        raise ValueError(f"no subset fits a budget of {budget:g} (the cheapest pass costs {cheapest:.3f})")
+        raise UserError(f"no subset of the passes fits a budget of {budget:g} of the full plan's detector cost "
+                        f"(the cheapest pass costs {cheapest:.3f})")
     return max(fitting, key=lambda p: (p.value(objective), -p.cost))

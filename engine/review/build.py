@@ -31,14 +31,15 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from engine.atomic import write_json_atomically, write_text_atomically
+from engine.coco.read import CocoSet, load_coco
 from engine.errors import UserError
 from engine.review import pages
 from engine.review.draw import Job, Mark, make_style, thumbnail_shape, write_thumbnails
 from engine.review.match import FALSE, Counts, ImageMatch, match_labels
 from engine.review.pages import Card, Raw, esc, link, number, table
 from engine.review.plots import Plots, instance_curves, visible_keypoints, write_plots
-from engine.review.read import (GroundTruth, LabelSet, NearThreshold, category_records, category_thresholds,
-                                keypoint_threshold, load_ground_truth, load_labels, read_predictions)
+from engine.review.read import (GroundTruth, NearThreshold, category_records, category_thresholds,
+                                keypoint_threshold, match_ground_truth, read_predictions)
 from engine.review.sample import Section, sample_ids
 
 FORMAT = "distill-gallery-v1"
@@ -113,10 +114,13 @@ class Gallery:
         self.started = time.perf_counter()  # the build's seconds include the reading
         settings.check()
         self.s = settings
-        self.labels: LabelSet = load_labels(settings.labels)
+        self.labels: CocoSet = load_coco(settings.labels)
+        if not self.labels.images:
+            raise UserError(f"--labels {settings.labels} lists no images")
         self.thresholds = category_thresholds(self.labels)
         self.keypoint_threshold = keypoint_threshold(self.labels)
-        self.gt: GroundTruth | None = load_ground_truth(settings.gt, self.labels) if settings.gt else None
+        self.gt: GroundTruth | None = (match_ground_truth(load_coco(settings.gt), self.labels)
+                                       if settings.gt else None)
         self.near: NearThreshold | None = None
         if settings.predictions is not None:
             if not any(t is not None for t in self.thresholds.values()):
@@ -311,7 +315,8 @@ class Gallery:
         parts.append(self._category_table(categories))
         kp = (labels.thresholds or {}).get("keypoint")
         if isinstance(kp, dict):
-            parts.append(Raw(f"<p>Keypoints: threshold {number(kp.get('threshold'), 5)}, visible per person "
+            parts.append(Raw(f"<p>Keypoints: heatmap peak threshold {number(kp.get('threshold'), 5)} (a peak is "
+                             "not a probability and may exceed 1), visible per person "
                              f"{number(kp.get('generated_mean_visible'))} (labeled set "
                              f"{number(kp.get('labeled_mean_visible'))}).</p>"))
         if self.gt is not None:
@@ -344,7 +349,7 @@ class Gallery:
             return "The labels record no thresholds (not written by distill select)."
         if recorded.get("rule") == "fixed":
             return (f"Fixed rule: score \u2265 {recorded.get('score')}, "
-                    f"keypoint score \u2265 {recorded.get('keypoint')}.")
+                    f"keypoint heatmap peak \u2265 {recorded.get('keypoint')}.")
         return (f"Calibrated rule on {recorded.get('labeled', 'the labeled set')}: per category, as many labels "
                 "per image as the labeled set has instances.")
 

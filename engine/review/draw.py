@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from engine.coco_schema import keypoint_side
+from engine.coco.schema import keypoint_side
 from engine.label.decode import DecodeError, decode_file
 
 Color = tuple[int, int, int]  # RGB

@@ -17,39 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from engine.coco.geometry import box_area, box_intersection, box_iou, xywh_to_xyxy
+
 IOU = 0.5
 TRUE, FALSE, IGNORED = 1, 0, -1
 
 
-def _corners(boxes: np.ndarray) -> np.ndarray:
-    """`(N, 4)` float64 xyxy of `(N, 4)` xywh boxes."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
-
-
-def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`(N, M)` intersection areas of xyxy boxes `a` `(N, 4)` and `b` `(M, 4)`."""
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    return np.prod(np.clip(high - low, 0, None), axis=2)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`(N, M)` IoU of xywh boxes `a` `(N, 4)` and `b` `(M, 4)`, in pixels (continuous
-    coordinates: a box [x, y, w, h] has area w * h); 0 where the union is empty."""
-    a, b = _corners(a), _corners(b)
-    inter = _intersections(a, b)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def _coverage(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`(N, M)` share of each xywh box of `a` covered by each box of `b`."""
-    a, b = _corners(a), _corners(b)
-    inter = _intersections(a, b)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)[:, None]
+    """`(N, M)` share of each xyxy box of `a` covered by each box of `b`."""
+    inter = box_intersection(a, b)
+    area_a = box_area(a)[:, None]
     return np.divide(inter, area_a, out=np.zeros_like(inter), where=area_a > 0)
 
 
@@ -69,8 +46,9 @@ def match_boxes(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, crowd: np
     matched = np.zeros(len(gt), bool)
     if len(boxes) == 0 or len(gt) == 0:
         return state, matched
-    overlaps = box_iou(boxes, gt)
-    covered = _coverage(boxes, gt)
+    corners, gt_corners = xywh_to_xyxy(boxes), xywh_to_xyxy(gt)
+    overlaps = box_iou(corners, gt_corners)
+    covered = _coverage(corners, gt_corners)
     for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
         candidates = np.where(~crowd & ~matched, overlaps[i], -1.0)
         best = int(np.argmax(candidates))

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.review.read import PLOT_BINS, LabelSet, NearThreshold, category_records, score_bin
+from engine.coco.read import CocoSet
+from engine.review.read import PLOT_BINS, NearThreshold, category_records, score_bin
 
 SKIPPED = "matplotlib is not installed (pip install 'distill[plots]')"
 
@@ -44,7 +45,7 @@ def _at_or_above(histogram: np.ndarray) -> np.ndarray:
     return np.cumsum(histogram[::-1])[::-1]
 
 
-def instance_curves(labels: LabelSet, thresholds: dict[int, float | None],
+def instance_curves(labels: CocoSet, thresholds: dict[int, float | None],
                     near: NearThreshold | None) -> list[Curve]:
     """One curve per category of the labels, in their order."""
     rows = category_records(labels)
@@ -71,7 +72,7 @@ def instance_curves(labels: LabelSet, thresholds: dict[int, float | None],
     return curves
 
 
-def visible_keypoints(labels: LabelSet) -> dict[int, tuple[str, np.ndarray]]:
+def visible_keypoints(labels: CocoSet) -> dict[int, tuple[str, np.ndarray]]:
     """{category id: (name, `(J + 1,)` int64 number of its labels with 0..J visible
     keypoints)} for every category with keypoints."""
     joints = {cid: len(c.get("keypoints") or []) for cid, c in labels.categories.items() if c.get("keypoints")}

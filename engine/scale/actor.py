@@ -18,7 +18,8 @@ import numpy as np
 
 from engine.label.batches import chunk_images
 from engine.label.pipeline import Pipeline
-from engine.label.run import LabelRequest, inference_policy, open_teachers
+from engine.label.request import LabelRequest
+from engine.label.run import inference_policy, open_teachers
 from engine.label.shards import record_line
 from engine.scale.split import sources_of_row
 
@@ -53,14 +54,13 @@ class ShardLabeler:
 
     def __init__(self, request: LabelRequest, root: Path, threads: int) -> None:
         self.root = root
-        self.max_pixels = request.pixel_limit
+        self.max_pixels = request.inputs.max_pixels
         self.threads = threads
-        self.chunk_images = chunk_images(request.batch_size, request.plan)
-        backend_threads, take_turns = inference_policy(request.backend_threads, request.keypoints is not None,
-                                                       request.plan, cores=threads)
+        self.chunk_images = chunk_images(request.labeling.batch_size, request.labeling.plan)
+        backend_threads, take_turns = inference_policy(request, cores=threads)
         self._stack = ExitStack()
         self.teachers = self._stack.enter_context(open_teachers(request, backend_threads, take_turns))
-        self.labeler = self.teachers.labeler(request.label_settings())
+        self.labeler = self.teachers.labeler(request.labeling)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {key: [] for key in ("shard", "first", "records", "failures", "images",

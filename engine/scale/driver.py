@@ -18,36 +18,37 @@ import time
 from tqdm import tqdm
 
 from engine.errors import UserError
-from engine.label.pipeline import STAGES, RunSummary
-from engine.label.run import LabelRequest, check_request, open_run_folder, open_teachers
+from engine.label.manifest import RayRuntime, RunSummary
+from engine.label.pipeline import STAGES
+from engine.label.request import LabelRequest, RayPool
+from engine.label.run import check_request, open_run_folder, open_teachers
 from engine.scale.actor import ShardLabeler
 from engine.scale.cluster import ActorPool, connect, import_ray, size_pool
 from engine.scale.split import split_into_shards
 
 
-def label_on_ray(request: LabelRequest, address: str | None, actors: int | None = None,
-                 actor_cpus: float | None = None, actor_gpus: float | None = None) -> RunSummary:
-    """Label the request's images into `request.out` on the Ray cluster at `address`
-    (see `cluster.connect`); actors, actor_cpus, actor_gpus: the pool (None: defaults,
-    `cluster.size_pool`). Returns the run's summary, stage seconds summed over actors."""
+def label_on_ray(request: LabelRequest, pool: RayPool) -> RunSummary:
+    """Label the request's images into `request.out` on the Ray cluster at
+    `pool.address` (see `cluster.connect`) with the actor pool it asks for (what it
+    leaves None, `cluster.size_pool` decides). Returns the run's summary, stage seconds
+    summed over actors."""
     wall = time.perf_counter()
     checked = check_request(request)
     # Opened here once, on one thread, only to check them and read their cards for the
     # manifest; the actors open their own copies. The pool is sized before OUT is made,
     # so that a pool the cluster cannot hold leaves nothing behind.
     with open_teachers(request, threads=1, take_turns=False) as teachers:
-        cluster = connect(address)
-        pool = size_pool(cluster.resources, actors, actor_cpus, actor_gpus)
-        folder = open_run_folder(request, checked, teachers)
+        cluster = connect(pool.address)
+        actors = size_pool(cluster.resources, pool.actors, pool.actor_cpus, pool.actor_gpus)
+        runtime = RayRuntime(cluster.address, actors.actors, float(actors.cpus), float(actors.gpus),
+                             request.runtime.backend, request.labeling.batch_size)
+        folder = open_run_folder(request, checked, teachers, runtime)
     split = split_into_shards(checked.sources, folder.shard_size, folder.finished())
-    folder.manifest["runtime"] = {"ray": {"address": cluster.address, "actors": pool.actors,
-                                          "actor_cpus": pool.cpus, "actor_gpus": pool.gpus},
-                                  "backend": request.backend, "batch_size": request.batch_size}
     summary = RunSummary(skipped=split.skipped, stage_seconds=dict.fromkeys(STAGES, 0.0))
     if split.rows:
-        _run_job(request, checked, folder, split, pool, summary)
+        _run_job(request, checked, folder, split, actors, summary)
     summary.wall_seconds = time.perf_counter() - wall
-    folder.mark_complete(summary.to_dict())
+    folder.mark_complete(summary)
     return summary
 
 
@@ -62,7 +63,7 @@ def _run_job(request, checked, folder, split, pool: ActorPool, summary: RunSumma
         fn_constructor_kwargs={"request": request, "root": checked.root.resolve(), "threads": pool.threads},
         compute=ray.data.ActorPoolStrategy(size=pool.actors), num_cpus=pool.cpus, num_gpus=pool.gpus or None)
     bar = tqdm(total=split.images, desc=f"label on ray ({pool.describe()})", unit="img",
-               disable=not request.progress, dynamic_ncols=True)
+               disable=not request.runtime.progress, dynamic_ncols=True)
     try:
         for row in labeled.iter_rows():
             failures = json.loads(row["failures"])

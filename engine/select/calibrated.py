@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
+from engine.label.manifest import RunManifest
 from engine.select.coco import select_labels
 from engine.select.labeled import LabeledStatistics, check_categories, labeled_statistics, read_labeled
 from engine.select.predictions import iter_records, run_categories
@@ -54,15 +55,15 @@ def _keypoint_pass(out: Path, person: int, threshold: float) -> tuple[np.ndarray
     return histogram, people
 
 
-def select_calibrated(out: Path, manifest: dict[str, Any], labeled_path: Path,
+def select_calibrated(out: Path, manifest: RunManifest, labeled_path: Path,
                       info: dict[str, Any]) -> dict[str, Any]:
     """COCO dict of the run in `out` (its `manifest`) under thresholds calibrated on the
     labeled COCO file `labeled_path`; prints the thresholds as a table."""
     categories = run_categories(out, manifest)
     labeled = read_labeled(labeled_path)
-    check_categories(categories, labeled["categories"], out, labeled_path)
-    stats = labeled_statistics(labeled, labeled_path)
-    labeled_ids = {int(c["id"]) for c in labeled["categories"]}
+    check_categories(categories, labeled, out)
+    stats = labeled_statistics(labeled)
+    labeled_ids = set(labeled.categories)
     del labeled  # the labeled set can be large; only its counts are needed from here on
 
     histograms, images = _category_pass(out)

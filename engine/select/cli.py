@@ -24,7 +24,7 @@ from typing import Any
 
 from engine.atomic import write_json_atomically
 from engine.errors import UserError
-from engine.label.shards import read_manifest
+from engine.label.manifest import RunManifest
 from engine.select.calibrated import select_calibrated
 from engine.select.coco import select_labels
 from engine.select.predictions import iter_records, run_categories
@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if args.labeled is not None and args.keypoint_threshold is not None:
         raise UserError("--keypoint-threshold cannot be combined with --labeled: the calibrated rule "
                         "chooses the keypoint threshold")
-    manifest = read_manifest(args.predictions)
-    if not manifest.get("complete"):
+    manifest = RunManifest.load(args.predictions)
+    if not manifest.complete:
         print(f"warning: the run in {args.predictions} is not complete; selecting its finished shards")
     info = {"description": "generated labels (distill select)", "predictions": str(args.predictions),
-            "labeling": manifest["settings"]}
+            "labeling": manifest.settings.to_dict()}
     if args.labeled is not None:
         data = select_calibrated(args.predictions, manifest, args.labeled, info)
         rule = f"thresholds calibrated on {args.labeled}"
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _select_fixed(args: argparse.Namespace, manifest: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    floor = manifest["settings"]["labeling"]["merge"]["score_floor"]
+def _select_fixed(args: argparse.Namespace, manifest: RunManifest, info: dict[str, Any]) -> dict[str, Any]:
+    floor = manifest.settings.labeling.merge.score_floor
     threshold = floor if args.threshold is None else args.threshold
     keypoint = 0.0 if args.keypoint_threshold is None else args.keypoint_threshold
     if not 0.0 <= threshold <= 1.0:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.coco_file import read_coco_dataset
+from engine.coco.read import CocoSet, keypoint_category, load_coco
 from engine.errors import UserError
 
 
@@ -26,44 +26,39 @@ class LabeledStatistics:
     visible: int
 
 
-def read_labeled(path: Path, flag: str = "--labeled") -> dict[str, Any]:
-    """The COCO dataset dict in `path`, with at least one image; a one-line UserError
-    naming `flag` otherwise."""
-    data = read_coco_dataset(path, flag)
-    if not data["images"]:
-        raise UserError(f"{flag} {path} lists no images: there is no mean per image to match")
-    return data
+def read_labeled(path: Path) -> CocoSet:
+    """The labeled COCO file `path`, every entry checked (`engine.coco.read.load_coco`),
+    with at least one image; a one-line UserError otherwise."""
+    labeled = load_coco(path)
+    if not labeled.images:
+        raise UserError(f"{path} lists no images: there is no mean per image to match")
+    return labeled
 
 
-def labeled_statistics(data: dict[str, Any], path: Path) -> LabeledStatistics:
-    """Counts of a COCO dataset dict `data` read from `path` (named in errors)."""
-    try:
-        person = next((int(c["id"]) for c in data["categories"] if c.get("keypoints")), None)
-        instances, people, visible = Counter(), 0, 0
-        for annotation in data["annotations"]:
-            if annotation.get("iscrowd", 0):
-                continue
-            category = int(annotation["category_id"])
-            instances[category] += 1
-            if category == person:
-                count = annotation.get("num_keypoints")
-                if count is None:
-                    count = sum(1 for v in annotation.get("keypoints", [])[2::3] if v > 0)
-                if count > 0:
-                    people, visible = people + 1, visible + int(count)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise UserError(f"--labeled {path}: a category or annotation is not COCO ({error!r})") from None
-    return LabeledStatistics(len(data["images"]), instances, person, people, visible)
+def labeled_statistics(labeled: CocoSet) -> LabeledStatistics:
+    """Counts of the labeled set (see LabeledStatistics)."""
+    person = keypoint_category(labeled.categories.values())
+    instances, people, visible = Counter(), 0, 0
+    for annotation in labeled.data["annotations"]:
+        if annotation.get("iscrowd", 0):
+            continue
+        category = annotation["category_id"]
+        instances[category] += 1
+        if category == person:
+            count = annotation.get("num_keypoints")
+            if count is None:
+                count = sum(1 for v in annotation.get("keypoints", [])[2::3] if v > 0)
+            if count > 0:
+                people, visible = people + 1, visible + count
+    return LabeledStatistics(len(labeled.images), instances, person, people, visible)
 
 
-def check_categories(run: list[dict[str, Any]], labeled: list[dict[str, Any]], out: Path, path: Path) -> None:
+def check_categories(run: list[dict[str, Any]], labeled: CocoSet, out: Path) -> None:
     """UserError unless the run and the labeled set share category ids with equal names.
     Ids on one side only are allowed: a run category absent from the labeled set simply
     gets no labels, a labeled category the run never predicts none either."""
-    try:
-        labeled_names = {int(c["id"]): c.get("name") for c in labeled}
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"--labeled {path}: a category is not COCO ({error!r})") from None
+    path = labeled.path
+    labeled_names = {cid: c["name"] for cid, c in labeled.categories.items()}
     run_names = {int(c["id"]): c["name"] for c in run}
     shared = sorted(run_names.keys() & labeled_names.keys())
     if not shared:

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
-from engine.label.shards import read_manifest
+from engine.label.manifest import RunManifest
 
 
 def iter_records(out: Path) -> Iterator[dict[str, Any]]:
     """Every record of the run in `out`, shard by shard, from the manifest's list (never a
     glob: a shard not in the manifest is not finished)."""
-    manifest = read_manifest(out)
-    for entry in manifest["shards"]:
-        path = out / "shards" / entry["file"]
+    for entry in RunManifest.load(out).shards:
+        path = out / "shards" / entry.file
         try:
             with open(path, encoding="utf-8") as f:
                 for number, line in enumerate(f, 1):
@@ -28,8 +27,8 @@ def iter_records(out: Path) -> Iterator[dict[str, Any]]:
             raise UserError(f"{path} is listed in the manifest but missing") from None
 
 
-def run_categories(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    categories = manifest.get("categories")
-    if not isinstance(categories, list):
+def run_categories(out: Path, manifest: RunManifest) -> list[dict[str, Any]]:
+    """The COCO categories of the run in `out` (its `manifest`); UserError when it has none."""
+    if manifest.categories is None:
         raise UserError(f"the run in {out} records no categories in its manifest; label it again")
-    return categories
+    return manifest.categories

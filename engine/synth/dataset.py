@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.atomic import write_json_atomically
-from engine.coco_schema import KEYPOINT_NAMES, PERSON_CATEGORY_ID, SKELETON
+from engine.coco.schema import KEYPOINT_NAMES, PERSON_CATEGORY_ID, SKELETON
 from engine.errors import UserError
 from engine.synth.config import SynthConfig
 from engine.synth.scene import compose_scene

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.coco_schema import KEYPOINT_NAMES, NUM_KEYPOINTS
+from engine.coco.schema import KEYPOINT_NAMES, NUM_KEYPOINTS
 from engine.synth.draw import Circle, Color, Drawing, Polygon, Segment, mix, shade
 from engine.synth.poses import Limb, Pose
 

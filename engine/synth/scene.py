@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from engine.coco_schema import NUM_KEYPOINTS, PERSON_CATEGORY_ID
+from engine.coco.schema import NUM_KEYPOINTS, PERSON_CATEGORY_ID
 from engine.synth.backgrounds import make_background
 from engine.synth.config import SynthConfig
 from engine.synth.draw import Drawing, render

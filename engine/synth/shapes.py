@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.synth.draw import Circle, Color, Drawing, Ellipse, Polygon, Polyline, Segment, mix, shade
 
-# COCO category ids and names of the objects we draw (person is id 1, see coco_schema).
+# COCO category ids and names of the objects we draw (person is id 1, see engine.coco.schema).
 OBJECT_CATEGORIES: dict[int, tuple[str, str]] = {
     13: ("stop sign", "outdoor"),
     37: ("sports ball", "sports"),

@@ -1,5 +1,5 @@
 """Helpers and fixtures shared by the engine's test packages: a small image dump, and
-reading a finished labeling run back."""
+writing a labeling run by hand or reading a finished one back."""
 
 from __future__ import annotations
 
@@ -9,16 +9,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.label.decode import DEFAULT_MAX_PIXELS
+from engine.label.labeler import LabelSettings
+from engine.label.manifest import ModelEntry, RunInput, RunManifest, RunSettings, RunSummary
+from engine.label.shards import RunFolder, record_line
+
 
 def read_run(out: Path) -> tuple[list[dict], list[dict]]:
     """(records in shard order, failures) of a finished run, from the manifest's list."""
-    manifest = json.loads((out / "manifest.json").read_text())
     records = []
-    for entry in manifest["shards"]:
-        lines = (out / "shards" / entry["file"]).read_text(encoding="utf-8").splitlines()
+    for entry in RunManifest.load(out).shards:
+        lines = (out / "shards" / entry.file).read_text(encoding="utf-8").splitlines()
         records += [json.loads(line) for line in lines]
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     return records, failures
+
+
+def write_run(out: Path, records: list[dict], categories: list[dict], shard_size: int) -> Path:
+    """A finished labeling run of `records` in `out`, written by the engine's run folder:
+    shards of `shard_size`, the COCO `categories`; settings of a teacher made up for the
+    test, with the default labeling settings (score floor 0.05)."""
+    teacher = ModelEntry("detect", "0" * 64, "", "written by the test")
+    settings = RunSettings(RunInput(images=out / "images"), teacher, None, LabelSettings(), DEFAULT_MAX_PIXELS)
+    folder = RunFolder(out, RunManifest(settings, shard_size, categories=categories), resume=False)
+    for index, start in enumerate(range(0, len(records), shard_size)):
+        chunk = records[start:start + shard_size]
+        folder.write_shard(index, "".join(record_line(r) for r in chunk), chunk[0]["file_name"], len(chunk), [])
+    folder.mark_complete(RunSummary(images=len(records)))
+    return out
 
 
 def assert_same_records(a: list[dict], b: list[dict]) -> None:

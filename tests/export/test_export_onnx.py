@@ -204,6 +204,27 @@ def test_parity_fails_on_buggy_keypoint_graph(models, bug):
     assert argmax_row.ok != argmax_sees_it, report.table()
 
 
+def _bottom_row_off(heatmaps: np.ndarray) -> np.ndarray:
+    """(B, J, h, w) heatmaps with 1% of each map's range added to its bottom row only: a
+    bug confined to a border (a padding or crop off by one)."""
+    span = heatmaps.max(axis=(2, 3)) - heatmaps.min(axis=(2, 3))
+    out = heatmaps.copy()
+    out[:, :, -1, :] += 0.01 * span[..., None]
+    return out
+
+
+def test_parity_fails_on_a_bug_confined_to_a_border_row(models):
+    # The value check takes each map's worst pixel: 1% of the range, 10x the tolerance. A
+    # mean over the map's pixels would dilute it h times (32 rows: 3e-4) and pass it.
+    report, _ = _parity_report(models, "keypoints", candidate=lambda path: _BuggyRuntime(path, None, _bottom_row_off))
+    value_row = report.rows[1]
+    assert not value_row.ok, report.table()
+    assert "values differ by up to 0.01 of a map's range" in value_row.detail
+    reference = np.random.default_rng(0).random((4, 32 * 24)).astype(np.float32)
+    np.testing.assert_allclose(parity.heatmap_value_error(reference, _bottom_row_off(reference.reshape(4, 1, 32, 24))
+                                                          .reshape(4, -1)), 0.01, rtol=1e-4)
+
+
 def test_cli_exports_with_parity_table(peaked_keypoints, tmp_path, capsys):
     out = tmp_path / "kp.onnx"
     checkpoint = str(peaked_keypoints["checkpoint"])

@@ -56,7 +56,7 @@ def test_trt_build_cache_and_run(exported, tmp_path, capsys):
     det_path, _, det_card = exported["detect"]
     out = tmp_path / "det.engine"
     assert main(["export", "trt", "--onnx", str(det_path), "--out", str(out), "--precision", "fp16",
-                 "--scales", "128", "256", "--max-size", "512", "--max-batch", "2",
+                 "--scales", "128,256", "--max-size", "512", "--max-batch", "2",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     with TensorRTBackend(out) as engine:
         for shape in [(1, 3, 128, 128), (2, 3, 256, 384)]:

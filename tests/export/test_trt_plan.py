@@ -33,7 +33,9 @@ def test_detector_profiles_one_per_scale_bucket():
     for scale, p in zip(range(400, 1201, 100), profiles):
         assert all(d % 128 == 0 for shape in (p.min, p.opt, p.max) for d in shape[2:])
         assert all(lo <= opt <= hi for lo, opt, hi in zip(p.min, p.opt, p.max))
-        assert p.min == (1, 3, p.min[2], p.min[2]) and scale <= p.min[2] < scale + 128
+        assert p.min == (1, 3, p.min[2], p.min[2]) and scale <= p.opt[2] < scale + 128
+        # The smallest scale's profile also takes shorter sides max_size caps below it.
+        assert p.min[2] == (128 if scale == 400 else p.opt[2])
         assert p.max[0] == p.opt[0] == 4 and p.max[2] == p.max[3] == 1408  # 1333 rounded up to 128
         assert p.opt[3] >= p.opt[2]  # landscape opt shape
 
@@ -45,12 +47,12 @@ def test_profiles_take_unsorted_duplicate_scales():
 
 # Each case is wrong in one way only; the message must name that way.
 @pytest.mark.parametrize("card, scales, max_batch, message", [
-    pytest.param(_detector_card, [], 1, "--scales needs at least one", id="no-scales"),
-    pytest.param(_detector_card, [400, 1200], 1, "scale 1200 exceeds --max-size 1000", id="above-max-size"),
+    pytest.param(_detector_card, [], 1, "needs at least one shorter-side size", id="no-scales"),
+    pytest.param(_detector_card, [400, 1200], 1, "scale 1200 exceeds the longer-side cap 1000", id="above-max-size"),
     pytest.param(_detector_card, [-5, 400], 1, "scale -5 must be positive", id="negative-scale"),
     pytest.param(_detector_card, [0], 1, "scale 0 must be positive", id="zero-scale"),
-    pytest.param(_detector_card, [400], 0, "--max-batch must be >= 1, got 0", id="detector-batch-0"),
-    pytest.param(_keypoint_card, [400], 0, "--max-batch must be >= 1, got 0", id="keypoint-batch-0"),
+    pytest.param(_detector_card, [400], 0, "the largest batch must be >= 1, got 0", id="detector-batch-0"),
+    pytest.param(_keypoint_card, [400], 0, "the largest batch must be >= 1, got 0", id="keypoint-batch-0"),
 ])
 def test_profiles_refuse_bad_plans_naming_the_problem(card, scales, max_batch, message):
     with pytest.raises(UserError, match=message):

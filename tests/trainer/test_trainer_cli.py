@@ -23,21 +23,21 @@ def _one_error_line(capsys, command: str) -> str:
 
 def test_missing_annotation_file(tmp_path, capsys):
     assert distill(_train_args(tmp_path / "nope.json", tmp_path, tmp_path / "out")) == 2
-    assert "annotation file not found" in _one_error_line(capsys, "train")
+    assert "nope.json does not exist" in _one_error_line(capsys, "train")
 
 
 def test_malformed_json(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert distill(_train_args(bad, tmp_path, tmp_path / "out")) == 2
-    assert "malformed JSON" in _one_error_line(capsys, "train")
+    assert "cannot read" in _one_error_line(capsys, "train")
 
 
 def test_not_a_coco_file(tmp_path, capsys):
     bad = tmp_path / "list.json"
     bad.write_text(json.dumps([1, 2]))
     assert distill(_train_args(bad, tmp_path, tmp_path / "out")) == 2
-    assert "not a COCO file" in _one_error_line(capsys, "train")
+    assert "is not a COCO dataset" in _one_error_line(capsys, "train")
 
 
 @pytest.mark.parametrize("task", ["detect", "keypoints"])

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import torch
 
-from engine.coco_schema import KEYPOINT_NAMES, flip_permutation
+from engine.coco.schema import KEYPOINT_NAMES, flip_permutation
 from trainer.config import tiny_keypoints
-from trainer.data.coco import load_coco
+from trainer.data.coco import load_annotations
 from trainer.data.detection import DetectionCollate, DetectionDataset, flip_boxes
 from trainer.data.keypoints import KeypointDataset, flip_crop_keypoints, gaussian_heatmaps
 from engine.ensemble import heatmap_argmax
@@ -42,7 +42,7 @@ def test_flip_boxes_maps_x_to_w_minus_x():
 
 
 def test_detection_dataset_resizes_flips_and_pads(tiny_coco):
-    coco = load_coco(tiny_coco, tiny_coco.parent / "images")
+    coco = load_annotations(tiny_coco, tiny_coco.parent / "images")
     dataset = DetectionDataset(coco, tiny_coco.parent / "images", (96,), 1000, train=True)
     dataset.rng = FixedRng(0.0)  # always flip
     image, target, meta = dataset[0]
@@ -91,7 +91,7 @@ def test_keypoint_dataset_flip_moves_the_joint_to_the_mirrored_channel(tmp_path)
         "categories": [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": []}],
     }
     (tmp_path / "a.json").write_text(json.dumps(data))
-    coco = load_coco(tmp_path / "a.json", tmp_path / "images")
+    coco = load_annotations(tmp_path / "a.json", tmp_path / "images")
     config = tiny_keypoints()
     plain = KeypointDataset(coco, str(tmp_path / "images"), config, train=False)
     crop, heatmaps, weights, meta = plain[0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.errors import UserError
-from trainer.data.coco import load_coco
+from trainer.data.coco import load_annotations
 from trainer.data.keypoints import KeypointDataset
 from trainer.config import tiny_keypoints
 from trainer.data.mixing import MixedBatchSampler, check_ratio
@@ -85,7 +85,7 @@ def pseudo_labels(source_json, out_path, hide_joints: int) -> dict:
 def test_generated_keypoints_at_v0_carry_no_loss(synth_small, tmp_path):
     pseudo = tmp_path / "pseudo.json"
     pseudo_labels(synth_small["val_json"], pseudo, hide_joints=5)
-    dataset = KeypointDataset(load_coco(pseudo, synth_small["val_images"]), str(synth_small["val_images"]),
+    dataset = KeypointDataset(load_annotations(pseudo, synth_small["val_images"]), str(synth_small["val_images"]),
                               tiny_keypoints(), train=False)
     assert len(dataset)
     for index in range(len(dataset)):

@@ -13,9 +13,10 @@ import torch
 import trainer.evaluate
 import trainer.train
 from engine.cli import main as distill
+from engine.coco.geometry import xyxy_to_xywh
 from trainer.checkpoint import build_model, build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import config_to_dict, tiny_detector, tiny_keypoints
-from trainer.data.coco import load_coco, person_category_id, read_image
+from trainer.data.coco import load_annotations, person_category_id, read_image
 from trainer.data.keypoints import KeypointDataset, keypoint_collate
 from trainer.evaluate import detect_image
 from trainer.loop import Trainer
@@ -53,7 +54,7 @@ def trainers(monkeypatch) -> list[Trainer]:
 def test_detector_trains_saves_evaluates_and_reloads(synth_small, tmp_path, trainers):
     metrics = train(options(synth_small, "detect", tmp_path / "det", val_json=str(synth_small["val_json"]), val_images=str(synth_small["val_images"])))
     written = json.loads((tmp_path / "det" / "metrics.json").read_text())
-    for key in ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_AR100"):
+    for key in ("box_AP", "box_AP50", "box_AP75", "box_APs", "box_AR100"):
         assert key in written and 0.0 <= written[key] <= 1.0
     assert written == json.loads(json.dumps(metrics))
     ckpt = torch.load(tmp_path / "det" / "model.pt", map_location="cpu", weights_only=True)
@@ -125,7 +126,7 @@ def test_periodic_checkpoint(synth_small, tmp_path):
 def test_keypoint_loss_decreases_on_a_fixed_batch(synth_small):
     torch.manual_seed(0)
     config = tiny_keypoints()
-    coco = load_coco(synth_small["train_json"], synth_small["train_images"])
+    coco = load_annotations(synth_small["train_json"], synth_small["train_images"])
     dataset = KeypointDataset(coco, str(synth_small["train_images"]), config, train=False)
     batch = keypoint_collate([dataset[i] for i in range(min(4, len(dataset)))])
     model = KeypointNet(config)
@@ -166,7 +167,7 @@ def test_keypoints_eval_cli_on_gt_and_detector_boxes(synth_small, tmp_path, caps
         return predict(model, image, boxes_xywh, *args, **kwargs)
 
     monkeypatch.setattr(trainer.evaluate, "predict_keypoints", spy)
-    coco = load_coco(synth_small["val_json"], synth_small["val_images"])
+    coco = load_annotations(synth_small["val_json"], synth_small["val_images"])
     person = person_category_id(coco)
     gt_boxes, detector_boxes = [], []
     detector = build_model_from_checkpoint(load_checkpoint(tmp_path / "det.pt"))
@@ -178,7 +179,7 @@ def test_keypoints_eval_cli_on_gt_and_detector_boxes(synth_small, tmp_path, caps
         image = read_image(synth_small["val_images"] / coco.imgs[image_id]["file_name"])
         boxes, _, _ = detect_image(detector, image, detector.config.test_min_size, detector.config.test_max_size,
                                    torch.device("cpu"))
-        detector_boxes.append(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1))
+        detector_boxes.append(xyxy_to_xywh(boxes))
     assert len(gt_boxes) >= 2 and all(len(b) >= 20 for b in detector_boxes)
     assert [len(b) for b in detector_boxes] != [len(b) for b in gt_boxes]
 
@@ -186,18 +187,18 @@ def test_keypoints_eval_cli_on_gt_and_detector_boxes(synth_small, tmp_path, caps
               "--threads", "2", "--checkpoint"]
     assert distill(common + [str(tmp_path / "kp" / "model.pt")]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(stats) >= {"keypoints_AP", "keypoints_AP50", "keypoints_AR"}
+    assert set(stats) >= {"keypoint_AP", "keypoint_AP50", "keypoint_AR"}
     assert [b.shape for b in used] == [b.shape for b in gt_boxes]
     assert all(np.array_equal(u, g) for u, g in zip(used, gt_boxes))
 
     used.clear()
     assert distill(common + [str(tmp_path / "kp" / "model.pt"), "--detector", str(tmp_path / "det.pt")]) == 0
-    assert "keypoints_AP" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "keypoint_AP" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [b.shape for b in used] == [b.shape for b in detector_boxes], "not the detector's boxes"
     assert all(np.allclose(u, d, rtol=1e-6, atol=1e-4) for u, d in zip(used, detector_boxes))
 
     assert distill(common + [str(tmp_path / "det.pt")]) == 0
-    assert "bbox_AP" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "box_AP" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def _free_port() -> int:
@@ -237,10 +238,10 @@ def test_coco_mini_trains_and_evaluates(coco_mini, tmp_path):
     det = train(TrainOptions(task="detect", train_json=str(coco_mini / "annotations" / "instances_80cls.json"),
                              train_images=images, val_json=str(subset), val_images=images, model="tiny",
                              iters=3, batch_size=2, out=str(tmp_path / "det"), workers=0, threads=2))
-    assert 0.0 <= det["bbox_AP"] <= 1.0
+    assert 0.0 <= det["box_AP"] <= 1.0
     ckpt = load_checkpoint(tmp_path / "det" / "model.pt")
     assert len(ckpt["categories"]) == 80 and ckpt["categories"][0] == {"id": 1, "name": "person"}
     kp = train(TrainOptions(task="keypoints", train_json=str(kp_json), train_images=images, val_json=str(subset),
                             val_images=images, model="tiny", iters=3, batch_size=4, out=str(tmp_path / "kp"),
                             workers=0, threads=2))
-    assert 0.0 <= kp["keypoints_AP"] <= 1.0
+    assert 0.0 <= kp["keypoint_AP"] <= 1.0

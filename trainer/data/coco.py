@@ -1,8 +1,8 @@
-"""Reading COCO files through pycocotools, with user mistakes turned into UserError."""
+"""Reading COCO files for training and evaluation (engine.coco: every entry checked, user
+mistakes as one-line UserErrors), as pycocotools' COCO, and the images they list."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,38 +10,22 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
+from engine.coco.evaluate import coco_api
+from engine.coco.read import keypoint_category, load_coco
 from engine.errors import UserError
 
 
-def load_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike, check_images: bool = True) -> COCO:
-    """Parse a COCO annotation file; every listed image must exist under `images_dir`."""
+def load_annotations(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> COCO:
+    """pycocotools' COCO of the annotation file `json_path`, every entry checked
+    (`engine.coco.read.load_coco`); every listed image must exist under `images_dir`."""
     json_path, images_dir = Path(json_path), Path(images_dir)
-    if not json_path.is_file():
-        raise UserError(f"annotation file not found: {json_path}")
+    dataset = load_coco(json_path)
     if not images_dir.is_dir():
         raise UserError(f"image folder not found: {images_dir}")
-    try:
-        with open(json_path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"malformed JSON in {json_path}: {error}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
-        raise UserError(f"{json_path} is not a COCO file (needs lists 'images', 'annotations', 'categories')")
-    try:
-        for image in data["images"]:
-            image["id"], image["file_name"]
-        for ann in data["annotations"]:
-            ann["image_id"], ann["bbox"], ann["category_id"]
-    except (KeyError, TypeError) as error:
-        raise UserError(f"{json_path}: an image or annotation lacks the field {error}") from None
-    if check_images:
-        for image in data["images"]:
-            if not (images_dir / image["file_name"]).is_file():
-                raise UserError(f"image listed in {json_path.name} but absent: {images_dir / image['file_name']}")
-    coco = COCO()
-    coco.dataset = data
-    coco.createIndex()  # prints one line; acceptable, it is pycocotools' own
-    return coco
+    for image in dataset.images.values():
+        if not (images_dir / image["file_name"]).is_file():
+            raise UserError(f"image listed in {json_path.name} but absent: {images_dir / image['file_name']}")
+    return coco_api(dataset.data)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -59,7 +43,7 @@ def category_table(coco: COCO) -> list[dict]:
 
 def person_category_id(coco: COCO) -> int:
     """The id of the category that carries keypoints (COCO's "person")."""
-    for cat in coco.dataset["categories"]:
-        if cat.get("keypoints"):
-            return int(cat["id"])
-    raise UserError("no category with 'keypoints' in the annotation file: not a person-keypoint COCO file")
+    person = keypoint_category(coco.dataset["categories"])
+    if person is None:
+        raise UserError("no category with 'keypoints' in the annotation file: not a person-keypoint COCO file")
+    return person

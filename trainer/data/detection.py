@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
+from engine.coco.geometry import xywh_to_xyxy
 from engine.scaling import resize_to_scale, round_up
 from trainer.data.coco import category_table, read_image
 
@@ -36,18 +37,19 @@ class DetectionDataset(torch.utils.data.Dataset):
         """(M, 4) xyxy boxes, (M,) labels, (K, 4) crowd boxes in original pixels."""
         boxes, labels, crowd = [], [], []
         for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id])):
-            x, y, w, h = (float(v) for v in ann["bbox"])
+            x, y, w, h = ann["bbox"]
             if w < 1 or h < 1 or ann["category_id"] not in self.label_of:
                 continue  # degenerate boxes carry no usable signal
             if ann.get("iscrowd", 0):
-                crowd.append([x, y, x + w, y + h])
+                crowd.append(ann["bbox"])
             else:
-                boxes.append([x, y, x + w, y + h])
+                boxes.append(ann["bbox"])
                 labels.append(self.label_of[ann["category_id"]])
+        # x + w in float64, then float32: the corners are the file's numbers rounded once
         return (
-            np.array(boxes, np.float32).reshape(-1, 4),
+            xywh_to_xyxy(np.array(boxes, np.float64).reshape(-1, 4)).astype(np.float32),
             np.array(labels, np.int64),
-            np.array(crowd, np.float32).reshape(-1, 4),
+            xywh_to_xyxy(np.array(crowd, np.float64).reshape(-1, 4)).astype(np.float32),
         )
 
     def __getitem__(self, index: int):

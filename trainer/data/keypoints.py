@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from engine.coco_schema import NUM_KEYPOINTS, flip_permutation
+from engine.coco.schema import NUM_KEYPOINTS, flip_permutation
 from engine.crops import person_crop_box, points_to_crop, warp_crop
 from trainer.config import KeypointConfig
 from trainer.data.coco import person_category_id, read_image

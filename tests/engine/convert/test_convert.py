@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.coco_schema import KEYPOINT_NAMES, SKELETON, flip_permutation
+from engine.coco.schema import KEYPOINT_NAMES, SKELETON, flip_permutation
 from engine.convert import read_yolo
-from engine.convert.labelstudio import DEFAULT_IMAGE_ROOT
+from engine.convert.labelstudio import LOCAL_FILES_URL
 from engine.convert.yolo import flip_index
 from engine.errors import UserError
+from engine.label.decode import DEFAULT_MAX_PIXELS
+from engine.label.labeler import LabelSettings
+from engine.label.manifest import ModelEntry, RunInput, RunSettings
 
 K = len(KEYPOINT_NAMES)
 CATEGORIES = [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": [list(s) for s in SKELETON]},
@@ -63,6 +66,15 @@ def convert(tmp_path: Path, data: dict, *args: str) -> tuple[int, Path]:
     path = tmp_path / "labels.json"
     path.write_text(json.dumps(data))
     return main(["convert", "--labels", str(path), *args]), path
+
+
+def image_folder(tmp_path: Path, name: str = "pictures") -> Path:
+    """A folder holding a file for every image of IMAGES, at its file_name."""
+    folder = tmp_path / name
+    for image in IMAGES:
+        (folder / image["file_name"]).parent.mkdir(parents=True, exist_ok=True)
+        (folder / image["file_name"]).write_bytes(b"jpeg")
+    return folder
 
 
 def parse_data_yaml(text: str) -> dict:
@@ -168,7 +180,7 @@ def test_joints_of_a_category_without_labeled_keypoints_are_not_taken_for_people
     assert convert(tmp_path, data, "--to", "yolo", "--out", str(tmp_path / "yolo"))[0] == 0
     kite = (tmp_path / "yolo" / "labels" / "a.txt").read_text().splitlines()[1].split()
     assert kite[0] == "1" and kite[5:] == ["0"] * (3 * K)
-    assert convert(tmp_path, data, "--to", "labelstudio", "--out", str(tmp_path / "ls"))[0] == 0
+    assert convert(tmp_path, data, "--to", "labelstudio", "--out", str(tmp_path / "ls"), "--image-root", "/i/")[0] == 0
     tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
     assert [r["id"] for r in tasks[0]["predictions"][0]["result"] if r["type"] == "rectanglelabels"] == [
         "b0", "b1", "b2"]
@@ -176,10 +188,7 @@ def test_joints_of_a_category_without_labeled_keypoints_are_not_taken_for_people
 
 
 def test_yolo_images_are_linked_one_file_at_a_time(tmp_path):
-    images = tmp_path / "pictures"
-    for image in IMAGES:
-        (images / image["file_name"]).parent.mkdir(parents=True, exist_ok=True)
-        (images / image["file_name"]).write_bytes(b"jpeg")
+    images = image_folder(tmp_path)
     out = tmp_path / "yolo"
     assert convert(tmp_path, labels(), "--to", "yolo", "--out", str(out), "--images", str(images))[0] == 0
     for image in IMAGES:
@@ -297,27 +306,57 @@ def validate_tasks(tasks: list, config: str, coco: dict, image_root: str) -> int
                 assert r["from_name"] == points_tag.get("name") and r["value"]["width"] > 0
                 assert r["value"]["x"] == pytest.approx(values[3 * j] / image["width"] * 100)
                 assert r["value"]["y"] == pytest.approx(values[3 * j + 1] / image["height"] * 100)
-                assert r.get("score") == (a["keypoint_scores"][j] if "keypoint_scores" in a else None)
+                # keypoint_scores are heatmap peaks, not the [0, 1] confidence a region's score is
+                assert "score" not in r
             points += len(kids)
         assert sum(r["type"] == "keypointlabels" for r in results) == sum(
             1 for a in annotations for v in (a.get("keypoints") or [])[2::3] if v > 0)
     return points
 
 
+def local_file_served(url: str, document_root: Path, storages: list[Path]) -> Path | None:
+    """The file Label Studio's local-files view serves for a task URL, or None (404), by
+    its documented rules: `/data/local-files/?d=PATH`, PATH (URL-decoded) relative to
+    LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; served only when the file's folder is inside
+    a Local Files storage, and a storage cannot be the document root itself."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.path != "/data/local-files/" or list(urllib.parse.parse_qs(parts.query)) != ["d"]:
+        return None
+    path = (document_root / urllib.parse.parse_qs(parts.query)["d"][0].lstrip("/")).resolve()
+    allowed = [s for s in storages if s != document_root and s.is_relative_to(document_root)]
+    inside = any(path.parent == s or path.parent.is_relative_to(s) for s in allowed)
+    return path if inside and path.is_file() else None
+
+
 def test_labelstudio_tasks_validate_against_the_task_format(tmp_path, capsys):
     data = labels()
-    data["info"] = {"labeling": {"detector": {"model_name": "tiny", "checkpoint_sha256": "ab" * 32},
-                                 "keypoints": {"model_name": "r50", "checkpoint_sha256": "cd" * 32}}}
+    # The run settings `distill select` copies into its labels' info.
+    settings = RunSettings(RunInput(images=Path("/data/unlabeled")), ModelEntry("detect", "01" * 32, "ab" * 32, "tiny"),
+                           ModelEntry("keypoints", "23" * 32, "cd" * 32, "r50"), LabelSettings(), DEFAULT_MAX_PIXELS)
+    data["info"] = {"labeling": settings.to_dict()}
     out = tmp_path / "ls"
-    assert convert(tmp_path, data, "--to", "labelstudio", "--out", str(out))[0] == 0
+    images = image_folder(tmp_path)
+    assert convert(tmp_path, data, "--to", "labelstudio", "--out", str(out), "--images", str(images))[0] == 0
     assert sorted(p.name for p in out.iterdir()) == ["label_config.xml", "tasks.json"]
     tasks = json.loads((out / "tasks.json").read_text())
-    points = validate_tasks(tasks, (out / "label_config.xml").read_text(), data, DEFAULT_IMAGE_ROOT)
+    points = validate_tasks(tasks, (out / "label_config.xml").read_text(), data, LOCAL_FILES_URL + "pictures/")
     assert points == 2 * (K - 1)  # two people, joint 4 not labeled each
-    assert tasks[1]["data"]["image"] == "/data/local-files/?d=sub/dir/b%20c.png"
+    assert tasks[1]["data"]["image"] == "/data/local-files/?d=pictures/sub/dir/b%20c.png"
     assert tasks[0]["predictions"][0]["model_version"] == "detector tiny abababababab, keypoints r50 cdcdcdcdcdcd"
     assert tasks[2]["predictions"][0]["result"] == []
-    assert f"3 tasks (1 without labels), 4 boxes, {points} keypoints" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"3 tasks (1 without labels), 4 boxes, {points} keypoints" in printed
+    root, storage = tmp_path.resolve(), images.resolve()
+    assert (f"serve the images: start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}, add a Local Files source storage with absolute "
+            f"local path {storage}, then import tasks.json") in printed
+    # Under the printed setup every task's image is served, and it is that task's image.
+    for task, image in zip(tasks, IMAGES):
+        assert local_file_served(task["data"]["image"], root, [storage]) == storage / image["file_name"]
+    # The URLs of the images folder used as the document root itself would be all 404s:
+    # Label Studio refuses a storage there, which is why the root is the parent.
+    bare = [LOCAL_FILES_URL + urllib.parse.quote(image["file_name"]) for image in IMAGES]
+    assert all(local_file_served(url, storage, [storage]) is None for url in bare)
 
 
 def test_labelstudio_image_root_and_ground_truth_without_scores(tmp_path):
@@ -334,7 +373,8 @@ def test_labelstudio_image_root_and_ground_truth_without_scores(tmp_path):
 
 def test_labelstudio_detection_only_config_has_no_keypoint_labels(tmp_path):
     out = tmp_path / "ls"
-    assert convert(tmp_path, labels(keypoints=False), "--to", "labelstudio", "--out", str(out))[0] == 0
+    assert convert(tmp_path, labels(keypoints=False), "--to", "labelstudio", "--out", str(out),
+                   "--image-root", "/i/")[0] == 0
     root = ET.fromstring((out / "label_config.xml").read_text())
     assert root.find("KeyPointLabels") is None
     assert [label.get("value") for label in root.find("RectangleLabels")] == ["person", "kite", "tv"]
@@ -363,22 +403,29 @@ def with_image(**change) -> dict:
 
 
 @pytest.mark.parametrize("data, args, message", [
-    (None, ("--to", "yolo"), r"--labels .*labels\.json does not exist"),
-    ("{not json", ("--to", "yolo"), r"cannot read --labels .*labels\.json: Expecting property name"),
+    (None, ("--to", "yolo"), r"labels\.json does not exist"),
+    ("{not json", ("--to", "yolo"), r"cannot read .*labels\.json: Expecting property name"),
     ({"images": []}, ("--to", "yolo"), r"is not a COCO dataset \(no 'images' and 'annotations' lists\)"),
-    ([1, 2], ("--to", "labelstudio"), r"is not a COCO dataset \(no 'images' and 'annotations' lists\)"),
+    ([1, 2], ("--to", "labelstudio", "--image-root", "/i/"),
+     r"is not a COCO dataset \(no 'images' and 'annotations' lists\)"),
     (bad_annotation(image_id=99), ("--to", "yolo"), r"annotation 1 refers to image 99, which is not in 'images'"),
     (bad_annotation(category_id=5), ("--to", "yolo"), r"annotation 1 has category 5, which is not in 'categories'"),
     (bad_annotation(bbox=[1, 2, -3, 4]), ("--to", "yolo"), r"annotation 1: bbox must be \[x, y, width, height\]"),
     (bad_annotation(keypoints=[1, 2, 2]), ("--to", "yolo"), r"annotation 1: keypoints must be 17 x \[x, y, v\]"),
-    (bad_annotation(score="high"), ("--to", "labelstudio"), r"annotation 1: score must be a number"),
+    (bad_annotation(score="high"), ("--to", "labelstudio", "--image-root", "/i/"),
+     r"annotation 1: score must be a number"),
     (with_image(width=0), ("--to", "yolo"), r"every image needs an integer id, a file_name and width and height"),
     (with_image(file_name="../x.jpg"), ("--to", "yolo"), r"file_name '\.\./x\.jpg' must be a relative path"),
     (with_image(file_name="a.png"), ("--to", "yolo"), r"images 'a\.jpg' and 'a\.png' would share the label file"),
     (multi_keypoint_categories(), ("--to", "yolo"), r"labels of several categories carry keypoints \(person, kite\)"),
     (labels(scores=False), ("--to", "yolo", "--confidence"), r"--confidence needs a score on every label"),
-    (labels(), ("--to", "labelstudio", "--confidence"), r"--confidence applies to --to yolo only"),
-    (labels(), ("--to", "labelstudio", "--images", "."), r"--images applies to --to yolo only"),
+    (labels(), ("--to", "labelstudio", "--image-root", "/i/", "--confidence"),
+     r"--confidence applies to --to yolo only"),
+    (labels(), ("--to", "labelstudio"), r"--to labelstudio needs one of --images IMAGES \(the folder the "
+     r"file_names are relative to, served as Label Studio local files\) or --image-root PREFIX"),
+    (labels(), ("--to", "labelstudio", "--images", ".", "--image-root", "/i/"), r"needs one of --images IMAGES"),
+    (labels(), ("--to", "labelstudio", "--images", "."), r"--images: .*a\.jpg not found"),
+    (labels(), ("--to", "labelstudio", "--images", "/"), r"--images /: / has no parent folder to be Label Studio's"),
     (labels(), ("--to", "yolo", "--image-root", "http://x/"), r"--image-root applies to --to labelstudio only"),
     (labels(), ("--to", "yolo", "--images", "nowhere"), r"--images nowhere is not a folder"),
 ])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.coco_schema import FLIP_PAIRS, flip_permutation
+from engine.coco.schema import FLIP_PAIRS, flip_permutation
 from engine.ensemble import average_heatmaps, flip_heatmaps, heatmap_argmax, keypoints_to_image
 
 # ---------------------------------------------------------------- NumPy references

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.label.manifest import RunManifest, manifest_path
 from tests.conftest import REPO_ROOT
 
 SUBPROCESS_TIMEOUT = 300
@@ -64,10 +65,9 @@ def image_names(folder: Path) -> list[str]:
 
 
 def shard_records(out: Path) -> list[dict]:
-    manifest = json.loads((out / "manifest.json").read_text())
     records = []
-    for entry in manifest["shards"]:
-        with open(out / "shards" / entry["file"], encoding="utf-8") as f:
+    for entry in RunManifest.load(out).shards:
+        with open(out / "shards" / entry.file, encoding="utf-8") as f:
             records += [json.loads(line) for line in f]
     return records
 
@@ -87,13 +87,17 @@ def models(exported) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def finished_run(models, images_dir, tmp_path_factory) -> Path:
     """A complete labeling run, made in-process (no subprocess start to pay)."""
-    from engine.label.run import LabelRequest, label
+    from engine.label.labeler import LabelSettings
+    from engine.label.merge import MergeSettings
+    from engine.label.request import Inputs, LabelRequest, Runtime
+    from engine.label.run import label
     from engine.label.views import TransformPlan
 
     out = tmp_path_factory.mktemp("label-cli-run") / "run"
-    label(LabelRequest(detector=models[0], out=out, images=images_dir, plan=TransformPlan.grid((96,), flip=False),
-                       workers=1, score_floor=0.001, max_detections=5, progress=False))
-    assert json.loads((out / "manifest.json").read_text())["complete"]
+    labeling = LabelSettings(TransformPlan.grid((96,), flip=False), MergeSettings(score_floor=0.001, max_detections=5))
+    label(LabelRequest(detector=models[0], out=out, inputs=Inputs(images=images_dir), labeling=labeling,
+                       runtime=Runtime(workers=1, progress=False)))
+    assert RunManifest.load(out).complete
     return out
 
 
@@ -108,7 +112,7 @@ def test_junk_detector_file(images_dir, tmp_path):
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     result = run_distill(*label_args(junk, images_dir, tmp_path / "out"))
     assert_one_line_error(result, "cannot load ONNX model", "junk.onnx")
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not manifest_path(tmp_path / "out").exists()
 
 
 def test_missing_images_folder(models, tmp_path):
@@ -142,14 +146,14 @@ def test_keypoint_model_as_detector(models, images_dir, tmp_path):
 def test_bad_scales(models, images_dir, tmp_path, scales):
     args = label_args(models[0], images_dir, tmp_path / "out")
     args[args.index("--scales") + 1] = scales
-    assert_one_line_error(run_distill(*args), f"--scales {scales!r}")
+    assert_one_line_error(run_distill(*args), "argument --scales", repr(scales))
 
 
 def test_existing_run_without_resume(models, images_dir, finished_run):
-    before = (finished_run / "manifest.json").read_bytes()
+    before = manifest_path(finished_run).read_bytes()
     result = run_distill(*label_args(models[0], images_dir, finished_run))
     assert_one_line_error(result, "already holds a labeling run", "--resume")
-    assert (finished_run / "manifest.json").read_bytes() == before  # the refused run touched nothing
+    assert manifest_path(finished_run).read_bytes() == before  # the refused run touched nothing
 
 
 # ---- 2. a box without torch ---------------------------------------------------------
@@ -211,11 +215,11 @@ def test_label_runs_without_torch(models, images_dir, torchless_env, tmp_path):
                          env=torchless_env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["complete"]
+    manifest = RunManifest.load(out)
+    assert manifest.complete
     names = image_names(images_dir)
-    assert sum(entry["images"] for entry in manifest["shards"]) == len(names)
-    assert all(entry["failures"] == 0 for entry in manifest["shards"])
+    assert sum(entry.images for entry in manifest.shards) == len(names)
+    assert all(entry.failures == 0 for entry in manifest.shards)
     records = shard_records(out)
     assert sorted(record["file_name"] for record in records) == names
     people = [d for r in records for d in r["detections"] if d["category_id"] == 1]

@@ -21,7 +21,11 @@ import pytest
 
 from engine.errors import UserError
 from engine.label.batches import make_batches
-from engine.label.run import LabelRequest, label
+from engine.label.labeler import LabelSettings
+from engine.label.manifest import RunManifest, manifest_path
+from engine.label.merge import MergeSettings
+from engine.label.request import Inputs, LabelRequest, Runtime
+from engine.label.run import label
 from engine.label.views import TransformPlan, make_views, parse_scales
 from tests.engine.conftest import assert_same_records, read_run
 from tests.engine.label.gauntlet import EXIF_NAME, EXIF_STORED_HW, build_gauntlet
@@ -31,11 +35,15 @@ SCALES = "96,128"
 FLOOR = 0.001  # the 3-step tiny detector scores low; a low floor keeps records non-trivial
 
 
-def request(exported, images: Path, out: Path, **overrides) -> LabelRequest:
-    settings = dict(detector=exported["detect"][0], keypoints=exported["keypoints"][0], images=images,
-                    out=out, plan=TransformPlan.grid(parse_scales(SCALES), max_size=256), score_floor=FLOOR, shard_size=4, progress=False)
-    settings.update(overrides)
-    return LabelRequest(**settings)
+def request(exported, images: Path, out: Path, plan: TransformPlan | None = None, batch_size: int = 8,
+            workers: int = 2, **fields) -> LabelRequest:
+    """The test run's request: the tiny teachers, scales SCALES, floor FLOOR, 4 images a
+    shard; `fields`: other LabelRequest fields (keypoints, resume)."""
+    labeling = LabelSettings(plan or TransformPlan.grid(parse_scales(SCALES), max_size=256),
+                             MergeSettings(score_floor=FLOOR), batch_size=batch_size)
+    return LabelRequest(**{"detector": exported["detect"][0], "keypoints": exported["keypoints"][0], "out": out,
+                           "inputs": Inputs(images=images), "labeling": labeling,
+                           "runtime": Runtime(workers=workers, progress=False), "shard_size": 4, **fields})
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +59,7 @@ def test_parse_scales_forms_and_errors():
     assert parse_scales("96,128") == (96, 128)
     for text, message in (("a,b", "expected a list"), ("400:300:0", "expected a list"),
                           ("0,100", "positive"), ("100,100", "repeated")):
-        with pytest.raises(UserError, match=message):
+        with pytest.raises(ValueError, match=message):
             parse_scales(text)
 
 
@@ -101,8 +109,8 @@ def test_every_image_labeled_once(reference_run, dump):
     names = [r["file_name"] for r in records]
     expected = sorted(str(p.relative_to(dump).as_posix()) for p in dump.rglob("*.jpg"))
     assert names == expected and not failures
-    manifest = json.loads((reference_run / "manifest.json").read_text())
-    assert manifest["complete"] and [s["images"] for s in manifest["shards"]] == [4, 4, 2]
+    manifest = RunManifest.load(reference_run)
+    assert manifest.complete and [s.images for s in manifest.shards] == [4, 4, 2]
     assert sum(len(r["detections"]) for r in records) > 0
     people = [d for r in records for d in r["detections"] if d["category_id"] == 1]
     assert people and all(len(d["keypoints"]) == 17 * 3 for d in people)
@@ -160,20 +168,17 @@ def test_resume_after_sigkill(exported, dump, reference_run, tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(_labeling_command(exported, dump, out), cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    manifest = out / "manifest.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if len(json.loads(manifest.read_text())["shards"]) >= 2:
-                break
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            pass
+        # The manifest is replaced atomically: once there, it is always whole.
+        if manifest_path(out).exists() and len(RunManifest.load(out).shards) >= 2:
+            break
         time.sleep(0.05)
     assert process.poll() is None, "the run finished before it could be killed: " + process.stderr.read().decode()
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = json.loads(manifest.read_text())
-    assert not done["complete"] and 2 <= len(done["shards"]) < 5
+    done = RunManifest.load(out)
+    assert not done.complete and 2 <= len(done.shards) < 5
 
     finished = subprocess.run(_labeling_command(exported, dump, out, "--resume"), cwd=REPO,
                               capture_output=True, text=True)

@@ -129,7 +129,8 @@ def test_greedy_adds_the_best_pass_each_step_and_the_front_and_budget_follow():
     assert all(p.on_front == (p in front) for p in points)
     assert choose(points, 0.4, "box").subset == (1, 2)
     assert choose(points, 1.0, "box").subset == (0, 1, 2, 3)
-    with pytest.raises(ValueError, match="no subset fits a budget of 0.1"):
+    with pytest.raises(UserError, match=r"^no subset of the passes fits a budget of 0.1 of the full plan's "
+                                        r"detector cost \(the cheapest pass costs 0.200\)$"):
         choose(points, 0.1, "box")
 
 
@@ -164,8 +165,9 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
     for name, (text, message) in cases.items():
         if text is not None:
             (tmp_path / name).write_text(text)
-        with pytest.raises(UserError, match=message):
+        with pytest.raises(ValueError, match=message):
             read_plan_file(tmp_path / name)
+    assert read_plan_file(tmp_path) == plan  # the folder plan-transforms wrote
 
 
 # ---- end to end with the tiny exported models ------------------------------------------
@@ -187,8 +189,11 @@ def _arguments(exported, labeled: Path, out: Path) -> list[str]:
 
 
 def test_plan_transforms_writes_a_plan_that_label_runs_exactly(exported, labeled, tmp_path, capsys):
+    from engine.label.labeler import LabelSettings
+    from engine.label.manifest import RunManifest
     from engine.label.models import make_backend
-    from engine.label.run import LabelRequest, label
+    from engine.label.request import Inputs, LabelRequest, Runtime
+    from engine.label.run import label
     from engine.plan.cli import _ground_truth
     from engine.plan.passes import run_passes
     from engine.plan.scoring import KeypointStage
@@ -216,14 +221,13 @@ def test_plan_transforms_writes_a_plan_that_label_runs_exactly(exported, labeled
         subset = tuple(full.passes.index(p) for p in plan.passes)
         expected = scorer.records(scorer.detections(subset), with_keypoints=True)
     out = tmp_path / "run"
-    label(LabelRequest(detector=exported["detect"][0], keypoints=exported["keypoints"][0],
-                       images=labeled.parent / "images", out=out, plan=plan, score_floor=FLOOR,
-                       max_detections=8, progress=False))
+    label(LabelRequest(detector=exported["detect"][0], keypoints=exported["keypoints"][0], out=out,
+                       inputs=Inputs(images=labeled.parent / "images"), labeling=LabelSettings(plan, merge),
+                       runtime=Runtime(progress=False)))
     records, failures = read_run(out)
     assert not failures
     assert_same_records(records, expected)
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert TransformPlan.from_dict(manifest["settings"]["labeling"]["plan"]) == plan
+    assert RunManifest.load(out).settings.labeling.plan == plan
 
 
 def test_label_and_plan_transforms_refuse_bad_requests(exported, labeled, tmp_path, capsys):
@@ -236,10 +240,12 @@ def test_label_and_plan_transforms_refuse_bad_requests(exported, labeled, tmp_pa
         (label + ["--plan", str(plan_file), "--no-flip", "--max-size", "300"], "drop --max-size, --no-flip"),
         (label + ["--plan", str(labeled)], "not a transform plan"),
         (_arguments(exported, labeled, tmp_path / "p") + ["--budget", "0"], "--budget is a fraction"),
+        (_arguments(exported, labeled, tmp_path / "p") + ["--budget", "0.01"],
+         r"--budget: no subset of the passes fits a budget of 0.01 .*\(the cheapest pass costs 0\.\d+\)$"),
         ([a for a in _arguments(exported, labeled, tmp_path / "p") if a not in ("--keypoints", str(exported["keypoints"][0]))]
          + ["--objective", "keypoints"], "--objective keypoints needs --keypoints"),
         (_arguments(exported, labeled, tmp_path / "p") + ["--json", str(tmp_path / "none.json")],
-         "--json .*none.json does not exist"),
+         r"none\.json does not exist"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

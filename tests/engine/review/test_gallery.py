@@ -28,38 +28,23 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from engine.coco.geometry import box_iou, xywh_to_xyxy
+from engine.coco.read import load_coco
 from engine.errors import UserError
-from engine.label.shards import FORMAT, shard_name
 from engine.review.draw import (CENTRE, FALSE_COLOR, LEFT, MISSED_COLOR, RIGHT, Job, Mark, make_style,
                                 write_thumbnails)
-from engine.review.match import FALSE, IGNORED, TRUE, box_iou, match_boxes, match_labels
-from engine.review.read import PLOT_BINS, load_labels, score_bin
+from engine.review.match import FALSE, IGNORED, TRUE, match_boxes, match_labels
+from engine.review.read import PLOT_BINS, score_bin
 from engine.review.sample import sample_ids
 from engine.synth.dataset import coco_categories, generate_dataset
 from tests.conftest import REPO_ROOT, assert_cli_error
+from tests.engine.conftest import write_run
 
 THRESHOLD, KEYPOINT_THRESHOLD = 0.5, 0.3
 IMAGES = 10
 
 
 # ---- matching: hand-computed cases ------------------------------------------------------
-def reference_iou(a, b) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w, h = min(ax2, bx2) - max(a[0], b[0]), min(ay2, by2) - max(a[1], b[1])
-    inter = max(w, 0) * max(h, 0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def test_box_iou_matches_a_plain_reference():
-    rng = np.random.default_rng(0)
-    a = np.concatenate([rng.uniform(0, 50, (7, 2)), rng.uniform(0, 30, (7, 2))], axis=1)
-    b = np.concatenate([rng.uniform(0, 50, (5, 2)), rng.uniform(0, 30, (5, 2))], axis=1)
-    b[0] = [0, 0, 0, 0]  # empty box: IoU 0, no division by zero
-    expected = [[reference_iou(x, y) for y in b] for x in a]
-    np.testing.assert_allclose(box_iou(a, b), expected, rtol=1e-12, atol=1e-12)
-
-
 def test_match_boxes_hand_cases():
     # IoU exactly 0.5 matches ([0,0,10,5] covers half of [0,0,10,10]); just under does not.
     state, hit = match_boxes([[0, 0, 10, 5]], [0.9], [[0, 0, 10, 10]], [False])
@@ -73,7 +58,7 @@ def test_match_boxes_hand_cases():
     # overlaps only G2 (7/13; G1 3/17) and is left false, although A->G1, B->G2 would match both.
     boxes = np.array([[0, 0, 10, 10], [4, 0, 10, 10]], float)
     gt = np.array([[-3, 0, 10, 10], [1, 0, 10, 10]], float)
-    np.testing.assert_allclose(box_iou(boxes, gt), [[7 / 13, 9 / 11], [3 / 17, 7 / 13]])
+    np.testing.assert_allclose(box_iou(xywh_to_xyxy(boxes), xywh_to_xyxy(gt)), [[7 / 13, 9 / 11], [3 / 17, 7 / 13]])
     before = boxes.copy(), gt.copy()
     state, hit = match_boxes(boxes, [0.9, 0.8], gt, [False, False])
     assert state.tolist() == [TRUE, FALSE] and hit.tolist() == [False, True]
@@ -220,17 +205,7 @@ def make_case(root: Path) -> dict:
             {"bbox": [w * 0.25, h * 0.15, w * 0.3, h * 0.7], "score": 0.42, "category_id": 1, "keypoints": person},
             {"bbox": [w * 0.5, h * 0.5, w * 0.2, h * 0.2], "score": 0.2, "category_id": 38}]
         records.append({"file_name": image["file_name"], "width": w, "height": h, "detections": detections})
-    run = root / "run"
-    (run / "shards").mkdir(parents=True)
-    shards = []
-    for index, start in enumerate(range(0, len(records), 5)):
-        chunk = records[start:start + 5]
-        (run / "shards" / shard_name(index)).write_text("".join(json.dumps(r) + "\n" for r in chunk))
-        shards.append({"index": index, "file": shard_name(index), "first": chunk[0]["file_name"],
-                       "images": len(chunk), "failures": 0})
-    (run / "manifest.json").write_text(json.dumps({
-        "format": FORMAT, "settings": {"labeling": {"merge": {"score_floor": 0.05}}}, "shard_size": 5,
-        "shards": shards, "complete": True, "categories": categories}))
+    run = write_run(root / "run", records, categories, shard_size=5)
     rows = {str(c["id"]): {"name": c["name"], "labeled_per_image": 1.5, "threshold": THRESHOLD, "count": 0,
                            "generated_per_image": 0.0} for c in categories}
     rows["72"]["threshold"] = None  # the calibrated rule gave tv no threshold: no labels, no almost-labels
@@ -300,7 +275,7 @@ def test_every_link_resolves_and_nothing_is_remote(case):
 
 
 def test_pages_are_sampled_and_paged(case):
-    labels = load_labels(case["labels"])
+    labels = load_coco(case["labels"])
     with_person = {i for i, anns in labels.annotations.items() if any(a["category_id"] == 1 for a in anns)}
     assert len(with_person) > 5  # the sample below is a real sample
     pages = sorted(case["out"].glob("category-1-*.html"))
@@ -315,7 +290,7 @@ def test_pages_are_sampled_and_paged(case):
 
 
 def test_index_reports_thresholds_precision_and_recall(case):
-    labels = load_labels(case["labels"])
+    labels = load_coco(case["labels"])
     gt = json.loads(case["gt"].read_text())
     by_image = {i["id"]: [] for i in gt["images"]}
     for a in gt["annotations"]:
@@ -333,7 +308,7 @@ def test_index_reports_thresholds_precision_and_recall(case):
 
 
 def test_false_and_missed_labels_are_drawn(case):
-    labels = load_labels(case["labels"])
+    labels = load_coco(case["labels"])
     image_id = 1  # has a false 4x4 stop sign at the corner, drawn red
     thumb = cv2.imread(str(case["out"] / "thumbs" / f"{image_id}.jpg")).astype(int)
     corner = thumb[:20, :80]  # the box and its "false" text; JPEG dulls a thin red line, hence "reddish"
@@ -347,7 +322,7 @@ def test_unreadable_and_missing_images_get_placeholders(case):
     unreadable = (case["out"] / "unreadable.txt").read_text().splitlines()
     assert sorted(Path(line.split("\t")[0]).name for line in unreadable) == ["broken #1.jpg", "gone.jpg"]
     assert any(line.endswith("\tnot an image (unrecognized format)") for line in unreadable)
-    labels = load_labels(case["labels"])
+    labels = load_coco(case["labels"])
     for name in ("broken #1.jpg", "gone.jpg"):
         thumb = case["out"] / "thumbs" / f"{labels.ids_by_file[name]}.jpg"
         assert cv2.imread(str(thumb)).shape[:2] == (160, 200)  # 100x80 enlarged 2x, grey placeholder
@@ -380,7 +355,7 @@ def test_plots_are_written_and_embedded(case):
     plots = sorted(p.name for p in (case["out"] / "plots").glob("*.png"))
     assert plots == sorted([f"category-{c['id']}.png" for c in coco_categories()] + ["keypoints-1.png"])
     assert 'src="plots/category-1.png"' in (case["out"] / "category-1-1.html").read_text()
-    labels = load_labels(case["labels"])
+    labels = load_coco(case["labels"])
     thresholds = category_thresholds(labels)
     near = read_predictions(case["run"], labels, thresholds, 0.1)
     curve = next(c for c in instance_curves(labels, thresholds, near) if c.category_id == 38)
@@ -434,12 +409,13 @@ def test_errors(case, tmp_path, capsys):
 
     image = {"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}
     person = {"id": 1, "name": "person"}
-    assert_error(capsys, run(labels=str(tmp_path / "no.json")), "--labels", "does not exist")
-    assert_error(capsys, run(labels=write("bad.json", "{not json")), "cannot read --labels")
+    assert_error(capsys, run(labels=str(tmp_path / "no.json")), "no.json does not exist")
+    assert_error(capsys, run(labels=write("bad.json", "{not json")), "cannot read", "bad.json")
     assert_error(capsys, run(labels=write("list.json", [1])), "is not a COCO dataset")
     orphan = {"images": [image], "categories": [person],
               "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}
-    assert_error(capsys, run(labels=write("orphan.json", orphan)), "is not COCO: annotation 1 refers to image id 2")
+    assert_error(capsys, run(labels=write("orphan.json", orphan)),
+                 "orphan.json: annotation 1 refers to image 2, which is not in 'images'")
     assert_error(capsys, run(images=str(tmp_path / "nowhere")), "--images", "does not exist")
     assert_error(capsys, run(images=labels), "is not a folder")
     assert_error(capsys, run(out=labels), "exists and is a file")
@@ -452,6 +428,9 @@ def test_errors(case, tmp_path, capsys):
     assert_error(capsys, run("--predictions", str(tmp_path)), "holds no labeling run")
     other = write("other.json", {"images": [image], "annotations": [], "categories": [person]})
     assert_error(capsys, run("--gt", other), "shares no file_name", "'a.jpg'")
+    renamed = write("renamed.json", {"images": [image], "annotations": [], "categories": [{"id": 1, "name": "dog"}]})
+    assert_error(capsys, run("--gt", renamed), "renamed.json is from another label set",
+                 "1 is 'person' in the labels, 'dog' in the ground truth")
     data = json.loads(case["labels"].read_text())
     del data["info"]
     assert_error(capsys, run("--predictions", str(case["run"]), labels=write("plain.json", data)),
@@ -460,7 +439,7 @@ def test_errors(case, tmp_path, capsys):
     assert_error(capsys, run(images=str(tmp_path / "empty")), "holds none of the", "is it the folder")
     assert not (tmp_path / "g").exists()  # every check comes before the first write
     with pytest.raises(UserError):
-        load_labels(tmp_path / "list.json")
+        load_coco(tmp_path / "list.json")
 
 
 def test_importing_the_gallery_does_not_import_matplotlib():

@@ -7,7 +7,6 @@ object store). Skipped where the `scale` extra (Ray Data) is not installed.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 
 from engine.cli import main
 from engine.errors import UserError
+from engine.label.manifest import RunManifest
+from engine.label.request import RayPool
 from engine.label.run import label
 from engine.scale.cluster import size_pool
 from tests.engine.label.gauntlet import build_gauntlet
@@ -65,8 +66,7 @@ def local_run(exported, mixed_dump, tmp_path_factory) -> Path:
 def _label_on_ray(exported, images: Path, out: Path, actors: int = 1, **overrides):
     from engine.scale.driver import label_on_ray
 
-    return label_on_ray(request(exported, images, out, shard_size=SHARD_SIZE, **overrides), address=None,
-                        actors=actors)
+    return label_on_ray(request(exported, images, out, shard_size=SHARD_SIZE, **overrides), RayPool(actors=actors))
 
 
 def test_ray_run_writes_the_local_runs_shards_and_failures(ray_cluster, exported, mixed_dump, local_run, tmp_path):
@@ -85,13 +85,12 @@ def test_ray_run_writes_the_local_runs_shards_and_failures(ray_cluster, exported
         assert fragment in reasons[name], (name, reasons[name])
     assert sorted(failures, key=lambda f: f["file_name"]) == sorted(local_failures, key=lambda f: f["file_name"])
 
-    manifest = json.loads((out / "manifest.json").read_text())
-    local_manifest = json.loads((local_run / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["settings"] == local_manifest["settings"]
-    assert manifest["shards"] == local_manifest["shards"]  # same names, first files and counts
-    assert manifest["categories"] == local_manifest["categories"]
-    assert manifest["runtime"]["ray"]["actors"] == 2
-    assert manifest["runtime"]["ray"]["address"] == ray_cluster.get_runtime_context().gcs_address
+    manifest, local_manifest = RunManifest.load(out), RunManifest.load(local_run)
+    assert manifest.complete and manifest.settings.difference(local_manifest.settings) is None
+    assert manifest.shards == local_manifest.shards  # same names, first files and counts
+    assert manifest.categories == local_manifest.categories
+    assert manifest.runtime.actors == 2
+    assert manifest.runtime.address == ray_cluster.get_runtime_context().gcs_address
     assert summary.images == len(good) and summary.failed == len(bad)
     assert summary.stage_seconds["inference"] > 0
 
@@ -114,20 +113,20 @@ def test_ray_run_stopped_after_two_shards_resumes_without_repeating(ray_cluster,
     monkeypatch.setattr(RunFolder, "write_shard", write_then_stop)
     with pytest.raises(KeyboardInterrupt):
         _label_on_ray(exported, root, out)
-    stopped = json.loads((out / "manifest.json").read_text())
-    assert not stopped["complete"] and sorted(s["index"] for s in stopped["shards"]) == sorted(written)
+    stopped = RunManifest.load(out)
+    assert not stopped.complete and sorted(s.index for s in stopped.shards) == sorted(written)
 
     monkeypatch.setattr(RunFolder, "write_shard", real_write)
     summary = _label_on_ray(exported, root, out, resume=True)
     total = len(read_run(local_run)[0]) + len(read_run(local_run)[1])
-    done_before = sum(s["images"] + s["failures"] for s in stopped["shards"])
+    done_before = sum(s.images + s.failures for s in stopped.shards)
     assert summary.skipped == done_before and summary.images + summary.failed == total - done_before
     records, failures = read_run(out)
     assert len({r["file_name"] for r in records}) == len(records)
     assert len({f["file_name"] for f in failures}) == len(failures)
     assert_same_records(records, read_run(local_run)[0])
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["shards"] == json.loads((local_run / "manifest.json").read_text())["shards"]
+    manifest = RunManifest.load(out)
+    assert manifest.complete and manifest.shards == RunManifest.load(local_run).shards
     assert not [p for p in (out / "shards").iterdir() if p.name.startswith(".")]
 
 
@@ -181,11 +180,14 @@ def test_cli_label_with_ray(ray_cluster, exported, mixed_dump, local_run, tmp_pa
     (["--actors", "2"], "--actors only apply with --ray"),
     (["--actor-gpus", "1"], "--actor-gpus only apply with --ray"),
     (["--ray", "--workers", "2"], "--workers does not apply with --ray"),
-    (["--ray", "--actors", "0"], "--actors must be >= 1"),
+    (["--ray", "--actors", "0"], "argument --actors: must be >= 1"),
 ])
 def test_cli_refuses_scale_out_options_out_of_place(exported, tmp_path, capsys, extra, message):
-    code = main(["label", "--detector", str(exported["detect"][0]), "--images", str(tmp_path), "--out",
-                 str(tmp_path / "out"), *extra])
+    try:
+        code = main(["label", "--detector", str(exported["detect"][0]), "--images", str(tmp_path), "--out",
+                     str(tmp_path / "out"), *extra])
+    except SystemExit as exit_:  # a flag's value refused while parsing
+        code = exit_.code
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -3,7 +3,7 @@
 The threshold maths (engine/select/thresholds.py) is compared with plain references
 below, built on np.sort and exact fractions, on random scores drawn from a few rounded
 values so that ties are frequent. The command runs end to end on run folders written
-by hand (manifest + shards in the format engine/label/shards.py reads).
+by the engine's run folder (tests/engine/conftest.py `write_run`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.coco_schema import KEYPOINT_NAMES, SKELETON
-from engine.errors import UserError
-from engine.label.shards import FORMAT, shard_name
+from engine.coco.schema import KEYPOINT_NAMES, SKELETON
 from engine.select.thresholds import BINS, category_histograms, count_threshold, keypoint_threshold
 from tests.conftest import assert_cli_error
+from tests.engine.conftest import write_run
 
 PERSON = {"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": [list(p) for p in SKELETON]}
 RUN_CATEGORIES = [PERSON, {"id": 3, "name": "car"}, {"id": 5, "name": "airplane"}]
@@ -117,23 +116,6 @@ def test_keypoint_threshold_matches_reference():
 
 
 # ---- run folders by hand ------------------------------------------------------------------
-def write_run(out: Path, records: list[dict], categories=RUN_CATEGORIES, shard_size: int = 16) -> Path:
-    """A finished labeling run in `out` as engine/label/shards.py writes it."""
-    (out / "shards").mkdir(parents=True)
-    shards = []
-    for index, start in enumerate(range(0, len(records), shard_size)):
-        chunk = records[start:start + shard_size]
-        (out / "shards" / shard_name(index)).write_text(
-            "".join(json.dumps(r) + "\n" for r in chunk), encoding="utf-8")
-        shards.append({"index": index, "file": shard_name(index), "first": chunk[0]["file_name"],
-                       "images": len(chunk), "failures": 0})
-    manifest = {"format": FORMAT, "settings": {"labeling": {"merge": {"score_floor": 0.05}}},
-                "shard_size": shard_size, "shards": shards, "complete": True, "categories": categories}
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    (out / "failures.jsonl").write_text("")
-    return out
-
-
 def make_records(rng: np.random.Generator, images: int) -> list[dict]:
     """Records with people (keypoints), cars and airplanes; scores from a few rounded values."""
     score_values = np.round(rng.uniform(0.05, 1, 9), 5)
@@ -157,7 +139,8 @@ def make_records(rng: np.random.Generator, images: int) -> list[dict]:
 
 def write_labeled(path: Path, categories=None) -> dict:
     """A labeled COCO set of 10 images (3 without annotations): people (some crowd, some
-    without visible keypoints, some without num_keypoints) and cars; no airplane; a dog."""
+    without visible keypoints, some without num_keypoints) and cars; no airplane; a dog.
+    With `categories`, only the annotations of those category ids are kept."""
     rng = np.random.default_rng(5)
     annotations = []
 
@@ -175,9 +158,10 @@ def write_labeled(path: Path, categories=None) -> dict:
     add(1, 1, iscrowd=1, keypoints=[5, 5, 2] * J, num_keypoints=J)
     add(2, 3, iscrowd=1)
     add(2, 18, iscrowd=0)
+    categories = categories or [PERSON, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]
+    listed = {c["id"] for c in categories}
     data = {"images": [{"id": i, "file_name": f"l/{i}.jpg", "width": 100, "height": 80} for i in range(1, 11)],
-            "annotations": annotations,
-            "categories": categories or [PERSON, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]}
+            "annotations": [a for a in annotations if a["category_id"] in listed], "categories": categories}
     path.write_text(json.dumps(data))
     return data
 
@@ -198,7 +182,7 @@ def labeled_targets(data: dict) -> tuple[dict[int, int], Fraction]:
 @pytest.fixture
 def case(tmp_path):
     records = make_records(np.random.default_rng(3), 40)
-    return {"run": write_run(tmp_path / "run", records), "records": records,
+    return {"run": write_run(tmp_path / "run", records, RUN_CATEGORIES, shard_size=16), "records": records,
             "labeled_path": tmp_path / "labeled.json", "labeled": write_labeled(tmp_path / "labeled.json"),
             "out": tmp_path / "pseudo.json"}
 
@@ -333,7 +317,10 @@ def test_labeled_sharing_no_category_is_an_error(case, capsys):
 
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
-    ("{not json", "cannot read --labeled"),
+    ("{not json", "cannot read"),
+    ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "annotations": [{"id": 1, '
+     '"image_id": 1, "bbox": [0, 0, 1, 1]}], "categories": [{"id": 1, "name": "person"}]}',
+     "annotation 1 has category None, which is not in 'categories'"),
     ("[1, 2]", "is not a COCO dataset"),
     ('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}]}', "lists no images"),
 ])
@@ -346,7 +333,7 @@ def test_unusable_labeled_file_is_an_error(case, capsys, content, message):
 
 @pytest.mark.parametrize("rule", [[], ["--threshold", "0.5"]])
 def test_run_without_records_is_an_error(case, tmp_path, capsys, rule):
-    case["run"] = write_run(tmp_path / "empty", [])
+    case["run"] = write_run(tmp_path / "empty", [], RUN_CATEGORIES, shard_size=16)
     code = main(["select", "--predictions", str(case["run"]), "--out", str(case["out"]),
                  *(rule or ["--labeled", str(case["labeled_path"])])])
     assert_error(capsys, code, "holds no records")
@@ -355,11 +342,3 @@ def test_run_without_records_is_an_error(case, tmp_path, capsys, rule):
 def test_folder_without_a_run_is_an_error(case, tmp_path, capsys):
     case["run"] = tmp_path
     assert_error(capsys, select(case), "holds no labeling run")
-
-
-def test_errors_are_user_errors():
-    from engine.select.labeled import labeled_statistics
-
-    with pytest.raises(UserError, match="not COCO"):
-        labeled_statistics({"images": [{}], "annotations": [{"bbox": [0, 0, 1, 1]}],
-                            "categories": [{"id": 1}]}, Path("x.json"))

@@ -31,20 +31,23 @@ def test_round_table_reads_model_metrics_and_scores_labels(tmp_path, capsys):
     (tmp_path / "exact.json").write_text(json.dumps(exact))
     missing = coco([exact["annotations"][0]])  # the kite is missed: half the box AP
     (tmp_path / "missing.json").write_text(json.dumps(missing))
-    (tmp_path / "det.json").write_text(json.dumps({"bbox_AP": 0.25}))
-    (tmp_path / "kp.json").write_text(json.dumps({"keypoints_AP": 0.125}))
+    (tmp_path / "det.json").write_text(json.dumps({"box_AP": 0.25, "box_AP50": 0.75}))
+    (tmp_path / "kp.json").write_text(json.dumps({"keypoint_AP": 0.125}))
+    # The student's files as an earlier version wrote them: a run folder of before the keys
+    # were unified still reports.
     (tmp_path / "det2.json").write_text(json.dumps({"bbox_AP": 0.5}))
+    (tmp_path / "kp2.json").write_text(json.dumps({"keypoints_AP": 0.375}))
     code = report(["--round", "3", "--teacher", str(tmp_path / "det.json"), str(tmp_path / "kp.json"),
                    "--tta", str(tmp_path / "exact.json"), "--val-gt", str(tmp_path / "gt.json"),
                    "--generated", str(tmp_path / "missing.json"), "--generated-gt", str(tmp_path / "gt.json"),
-                   "--student", str(tmp_path / "det2.json"), str(tmp_path / "kp.json")])
+                   "--student", str(tmp_path / "det2.json"), str(tmp_path / "kp2.json")])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and lines[0].startswith("round 3")
     rows = {line[:34].strip(): [float(v) for v in line[34:].split()] for line in lines[1:]}
     assert rows["teacher, one pass (val)"] == [0.25, 0.125]
     assert rows["teacher + TTA, ? passes (val)"] == [1.0, 1.0]
     assert rows["generated labels (unlabeled)"] == [0.5, 1.0]
-    assert rows["student, one pass (val)"] == [0.5, 0.125]
+    assert rows["student, one pass (val)"] == [0.5, 0.375]
 
 
 def test_unreadable_file_is_one_line_error(tmp_path, capsys):
@@ -52,3 +55,12 @@ def test_unreadable_file_is_one_line_error(tmp_path, capsys):
                    "--val-gt", "x", "--generated", "x", "--student", "x", "x"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("report: error: cannot read") and err.count("\n") == 1
+
+
+def test_metrics_without_ap_is_one_line_error(tmp_path, capsys):
+    (tmp_path / "det.json").write_text(json.dumps({"task": "detect", "final_loss": 1.5}))
+    (tmp_path / "kp.json").write_text(json.dumps({"keypoint_AP": 0.125}))
+    code = report(["--teacher", str(tmp_path / "det.json"), str(tmp_path / "kp.json"), "--tta", "x",
+                   "--val-gt", "x", "--generated", "x", "--student", "x", "x"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "det.json holds no box_AP" in err

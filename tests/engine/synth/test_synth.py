@@ -15,11 +15,11 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from engine.cli import main as distill
-from engine.coco_schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON, flip_permutation
+from engine.coco.schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON, flip_permutation
 from engine.errors import UserError
 from engine.synth import SynthConfig, generate_dataset
 
-# Written out literally from the COCO keypoint format, so a typo in engine.coco_schema
+# Written out literally from the COCO keypoint format, so a typo in engine.coco.schema
 # cannot hide behind a comparison of the module with itself.
 COCO_KEYPOINTS = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",

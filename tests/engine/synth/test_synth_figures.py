@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.coco_schema import KEYPOINT_NAMES, flip_permutation
+from engine.coco.schema import KEYPOINT_NAMES, flip_permutation
 from engine.synth.config import SynthConfig
 from engine.synth.draw import Drawing, Polygon, render
 from engine.synth.figures import Outfit, build_figure, figure_extent

@@ -10,7 +10,7 @@ stack=torch.stack)` then gives the same `(B, 3, Hp, Wp)` uint8 batches in the sa
 The resize reproduces OpenCV's `cv2.resize(INTER_LINEAR)` on uint8 images in integer
 arithmetic, not `torch.nn.functional.interpolate`. Measured against cv2 5.0 on random
 noise and structured images, up- and down-scaling (benchmarks/gpu_check.py and
-tests/engine/test_torch_views.py): `interpolate(mode="bilinear", align_corners=False,
+tests/engine/label/test_device_views.py): `interpolate(mode="bilinear", align_corners=False,
 antialias=False)` on float32 and rounded is off by 1 grey level on ~13% of the pixels of
 a noise image (~1% of a smooth one), because cv2 quantizes its weights to 1/2048 and
 rounds in fixed point; the integer emulation below is bit-exact with it (0 pixels

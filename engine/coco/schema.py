@@ -1,4 +1,5 @@
-"""The COCO person-keypoint definitions, in one place for every package.
+"""The COCO person-keypoint definitions (names, flip pairs, skeleton, OKS sigmas, sides),
+in one place for every package.
 
 Keypoint indices are 0-based in `KEYPOINT_NAMES` and `FLIP_PAIRS`; the COCO file format's
 `skeleton` is 1-based, as pycocotools and the COCO API expect.

@@ -1,4 +1,4 @@
-"""Device-side views (engine.backends.torch_views) against the host's make_views +
+"""Device-side views (engine.label.device_views) against the host's make_views +
 make_batches, run on the CPU here (the same torch ops run on CUDA).
 
 Tolerance: the device resize emulates cv2.resize(INTER_LINEAR)'s fixed-point uint8
@@ -23,7 +23,7 @@ from engine.label.batches import make_batches
 from engine.label.views import TransformPlan, make_views
 
 torch = pytest.importorskip("torch")
-from engine.backends.torch_views import (  # noqa: E402
+from engine.label.device_views import (  # noqa: E402
     linear_taps, make_device_views, resize_linear, upload)
 
 MAX_GREY_DIFF = 1
@@ -92,7 +92,7 @@ def test_resize_matches_cv2_both_ways_on_noise():
     assert (w0 + w1 == 2048).all() and first.min() >= 0 and second.max() <= 9
 
 
-def test_torch_views_imports_without_torch():
-    code = ("import sys, engine.backends.torch_views; "
-            "assert 'torch' not in sys.modules, 'engine.backends.torch_views imported torch'")
+def test_device_views_import_without_torch():
+    code = ("import sys, engine.label.device_views; "
+            "assert 'torch' not in sys.modules, 'engine.label.device_views imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
