@@ -92,8 +92,9 @@ def raw_run(request: LabelRequest, settings: LabelSettings, images: list[np.ndar
     pipeline's `records` pre-cut and batched per pass as the pipeline batches them."""
     threads, turns = inference_policy(request)
     with open_teachers(request, threads, turns) as teachers:
-        labeler = teachers.labeler(settings)
-        detector, keypoints, batch_size = labeler.detector, labeler.keypoints, settings.batch_size
+        batch_size = request.runtime.batch_size
+        labeler = teachers.labeler(settings, batch_size)
+        detector, keypoints = labeler.detector, labeler.keypoints
         name = detector.card.input_name
         chunk = chunk_images(batch_size, settings.plan)
         views = [[labeler.views(image) for image in images[s:s + chunk]] for s in range(0, len(images), chunk)]
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     passes = len(plan.passes)
     mirrored = " x mirror" if plan.mirrored_pairs else ""
     title = (f"{count} images from {args.images}, {passes} passes ({format_scales(plan.scales)}{mirrored}), "
-             f"batch {settings.batch_size}, {runtime.workers} workers, detector {args.detector.name}"
+             f"batch {runtime.batch_size}, {runtime.workers} workers, detector {args.detector.name}"
              + (f", keypoints {args.keypoints.name}" if args.keypoints else ""))
     print(title)
     print(f"{'path':<10} {'images/s':>9} {'seconds':>8}")

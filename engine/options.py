@@ -191,27 +191,22 @@ class MergeOptions:
 
 
 class LabelingOptions:
-    """What decides the records -> `LabelSettings`: the plan, the merge, keypoint flipping,
-    and the batch size (views or crops per backend call)."""
+    """What decides the records -> `LabelSettings`: the plan, the merge, keypoint flipping."""
 
     def __init__(self, plan: PlanOptions | None = None) -> None:
         self.plan = plan or PlanOptions()
         self.merge = MergeOptions()
 
     def add(self, parser: argparse.ArgumentParser) -> None:
-        from engine.label.labeler import LabelSettings
-
         self.plan.add(parser)
         self.merge.add(parser)
         parser.add_argument("--keypoint-flip", action=argparse.BooleanOptionalAction, default=None,
                             help="also run mirrored keypoint crops and average (default: on)")
-        parser.add_argument("--batch-size", type=positive_int,
-                            help=f"views (or crops) per backend call (default {default_of(LabelSettings, 'batch_size')})")
 
     def parse(self, args: argparse.Namespace):
         from engine.label.labeler import LabelSettings
 
-        given = {name: getattr(args, name) for name in ("keypoint_flip", "batch_size") if getattr(args, name) is not None}
+        given = {"keypoint_flip": args.keypoint_flip} if args.keypoint_flip is not None else {}
         return LabelSettings(plan=self.plan.parse(args), merge=self.merge.parse(args), **given)
 
 
@@ -236,8 +231,8 @@ class InputOptions:
 
 
 class RuntimeOptions:
-    """How the models run -> `Runtime`: --backend, --backend-threads, --no-progress, and
-    where the tool has them, --workers and --fp16."""
+    """How the models run -> `Runtime`: --backend, --batch-size, --backend-threads,
+    --no-progress, and where the tool has them, --workers and --fp16."""
 
     def __init__(self, workers: bool = True, fp16: bool = True,
                  threads_help: str = "ONNX Runtime CPU threads per model, the two models running at the same time "
@@ -250,11 +245,14 @@ class RuntimeOptions:
 
     def add(self, parser: argparse.ArgumentParser) -> None:
         from engine.label.models import BACKENDS
+        from engine.label.request import Runtime
 
         group = parser.add_argument_group("runtime (never changes a record)")
         group.add_argument("--backend", choices=BACKENDS,
                            help="model runtime (default auto: from the file suffix, .onnx ONNX Runtime, "
                                 ".engine TensorRT, .pt torch)")
+        group.add_argument("--batch-size", type=positive_int,
+                           help=f"views (or crops) per backend call (default {default_of(Runtime, 'batch_size')})")
         group.add_argument("--backend-threads", type=positive_int, help=self.threads_help)
         if self.workers:
             group.add_argument("--workers", type=positive_int,
@@ -267,7 +265,7 @@ class RuntimeOptions:
     def parse(self, args: argparse.Namespace):
         from engine.label.request import Runtime
 
-        given = {name: getattr(args, name, None) for name in ("backend", "backend_threads", "workers")}
+        given = {name: getattr(args, name, None) for name in ("backend", "batch_size", "backend_threads", "workers")}
         given = {name: value for name, value in given.items() if value is not None}
         return Runtime(fp16=getattr(args, "fp16", False), progress=progress_wanted(args), **given)
 

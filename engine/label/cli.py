@@ -50,15 +50,20 @@ def request_of(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from engine.label.run import label
+    from engine.label.shards import RunExists
+    from engine.errors import UserError
 
     pool = RAY.parse(args)
     request = request_of(args)
-    if pool is not None:
-        from engine.scale.driver import label_on_ray
+    try:
+        if pool is not None:
+            from engine.scale.driver import label_on_ray
 
-        summary = label_on_ray(request, pool)
-    else:
-        summary = label(request)
+            summary = label_on_ray(request, pool)
+        else:
+            summary = label(request)
+    except RunExists as error:
+        raise UserError(f"{error}: pass --resume to continue it, or choose another --out") from None
     for line in summary.lines():
         print(line)
     return 0

@@ -28,20 +28,18 @@ from engine.label.views import TransformPlan, View, make_views
 @dataclass(frozen=True)
 class LabelSettings:
     """What decides a record (and so belongs in the manifest): the transform plan, the
-    merge, keypoint flipping. `batch_size` does not change records."""
+    merge, keypoint flipping."""
 
     plan: TransformPlan = field(default_factory=TransformPlan)
     merge: MergeSettings = field(default_factory=MergeSettings)
     keypoint_flip: bool = True
-    batch_size: int = 8
 
     def to_dict(self) -> dict:
         return {"plan": self.plan.to_dict(), "merge": self.merge.to_dict(), "keypoint_flip": self.keypoint_flip}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabelSettings":
-        """The inverse of `to_dict`, with the default `batch_size` (KeyError, TypeError or
-        ValueError on a malformed dict)."""
+        """The inverse of `to_dict` (KeyError, TypeError or ValueError on a malformed dict)."""
         return cls(TransformPlan.from_dict(data["plan"]), MergeSettings(**data["merge"]), bool(data["keypoint_flip"]))
 
 
@@ -64,15 +62,17 @@ class Labeler:
     """Active models (the caller owns their lifecycle) plus settings.
 
     detector: a `detect` model; keypoints: a `keypoints` model or None; person_label:
-    the detector's label index of the keypoint model's person category.
+    the detector's label index of the keypoint model's person category; batch_size: views
+    (or crops) per model call, which changes no record.
     """
 
     def __init__(self, detector: ActiveModel, keypoints: ActiveModel | None, person_label: int | None,
-                 settings: LabelSettings) -> None:
+                 settings: LabelSettings, batch_size: int) -> None:
         self.detector = detector
         self.keypoints = keypoints
         self.person_label = person_label
         self.settings = settings
+        self.batch_size = batch_size
         self.stride = detector.card.max_stride
 
     def views(self, image: np.ndarray) -> list[View]:
@@ -82,7 +82,7 @@ class Labeler:
     def detect(self, views_per_image: list[list[View]]) -> list[Candidates]:
         """2. The detector over the views of a chunk of images, batched together; one
         `Candidates` per image, in original-image pixels."""
-        return detect_views(views_per_image, self.detector, self.settings.batch_size,
+        return detect_views(views_per_image, self.detector, self.batch_size,
                             self.settings.merge.score_floor)
 
     def merge(self, candidates: Candidates) -> Detections:
@@ -95,7 +95,7 @@ class Labeler:
         if self.keypoints is None:
             return [None] * len(images)
         return estimate_keypoints(images, detections, self.keypoints, self.person_label,
-                                  self.settings.keypoint_flip, self.settings.batch_size)
+                                  self.settings.keypoint_flip, self.batch_size)
 
     def record(self, name: str, image: np.ndarray, detections: Detections, keypoints: Keypoints | None) -> dict:
         """5. The shard record of one image."""

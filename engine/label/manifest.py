@@ -91,9 +91,7 @@ class RunInput:
 @dataclass(frozen=True)
 class RunSettings:
     """What decides a run's records: the input, the teachers, the labeling settings and
-    the decoder's pixel limit. `labeling.batch_size` is not part of them (it changes no
-    record; the runtime records it): settings read back carry the default batch size, so
-    compare settings with `difference`, which ignores it."""
+    the decoder's pixel limit (the batch size changes no record: the runtime records it)."""
 
     input: RunInput
     detector: ModelEntry

@@ -63,13 +63,14 @@ class Inputs:
 class Runtime:
     """How the run executes; none of it changes a record.
 
-    backend: one of BACKENDS ("auto": from each model file's suffix); workers: decode
-    threads and merge threads, each; backend_threads: ONNX Runtime CPU threads per model
+    backend: one of BACKENDS ("auto": from each model file's suffix); batch_size: views
+    (or crops) per model call; workers: decode threads and merge threads, each; backend_threads: ONNX Runtime CPU threads per model
     (None: the inference policy of engine.label.run decides); fp16: float16 autocast, torch
     backend on CUDA only; progress: a progress bar on stderr.
     """
 
     backend: str = "auto"
+    batch_size: int = 8
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     backend_threads: int | None = None
     fp16: bool = False
@@ -78,6 +79,7 @@ class Runtime:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}: choose from {', '.join(BACKENDS)}")
+        at_least_one("batch_size", self.batch_size)
         at_least_one("workers", self.workers)
         at_least_one("backend_threads", self.backend_threads)
 

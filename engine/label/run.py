@@ -67,11 +67,12 @@ class Teachers:
     person: int | None
     take_turns: bool
 
-    def labeler(self, settings: LabelSettings) -> Labeler:
+    def labeler(self, settings: LabelSettings, batch_size: int) -> Labeler:
         if self.take_turns:
             lock = threading.Lock()
-            return Labeler(TakingTurns(self.detector, lock), TakingTurns(self.keypoints, lock), self.person, settings)
-        return Labeler(self.detector, self.keypoints, self.person, settings)
+            return Labeler(TakingTurns(self.detector, lock), TakingTurns(self.keypoints, lock), self.person, settings,
+                           batch_size)
+        return Labeler(self.detector, self.keypoints, self.person, settings, batch_size)
 
     def runtime(self, request: LabelRequest, threads: int) -> LocalRuntime:
         """How `request` runs on this box with these models and `threads` ONNX Runtime
@@ -79,7 +80,7 @@ class Teachers:
         models = [b for b in (self.detector, self.keypoints) if b is not None]
         return LocalRuntime(tuple(type(b).__name__ for b in models),
                             tuple(getattr(self.detector, "providers_in_use", ())), self.take_turns,
-                            request.labeling.batch_size, request.runtime.workers, threads)
+                            request.runtime.batch_size, request.runtime.workers, threads)
 
 
 @contextlib.contextmanager
@@ -107,7 +108,7 @@ def open_models(detector: Path, keypoints: Path | None, backend: str, threads: i
 def open_teachers(request: LabelRequest, threads: int, take_turns: bool):
     """`open_models` for the request's models, backend and precision."""
     return open_models(request.detector, request.keypoints, request.runtime.backend, threads, take_turns,
-                       request.runtime.fp16, plan=request.labeling.plan, batch_size=request.labeling.batch_size)
+                       request.runtime.fp16, plan=request.labeling.plan, batch_size=request.runtime.batch_size)
 
 
 def _categories(detector, keypoints) -> list[dict]:
@@ -167,9 +168,9 @@ def label(request: LabelRequest) -> RunSummary:
     threads, take_turns = inference_policy(request)
     with open_teachers(request, threads, take_turns) as teachers:
         folder = open_run_folder(request, checked, teachers, teachers.runtime(request, threads))
-        pipeline = Pipeline(teachers.labeler(request.labeling), ShardWriter(folder), folder.finished(),
+        pipeline = Pipeline(teachers.labeler(request.labeling, request.runtime.batch_size), ShardWriter(folder), folder.finished(),
                             request.runtime.workers, request.inputs.max_pixels,
-                            chunk_images=chunk_images(request.labeling.batch_size, request.labeling.plan),
+                            chunk_images=chunk_images(request.runtime.batch_size, request.labeling.plan),
                             progress=request.runtime.progress,
                             count_sources=lambda: request.inputs.open()[1])
         summary = pipeline.run(checked.sources)

@@ -36,6 +36,10 @@ def record_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+class RunExists(UserError):
+    """The run folder already holds a run and resuming was not asked for."""
+
+
 class RunFolder:
     """OUT: created with `manifest` (a new run's: settings, shard size, categories,
     runtime), or reopened for `resume` after checking that the settings match; then the
@@ -53,15 +57,14 @@ class RunFolder:
             probe.write_text("")
             probe.unlink()
         except OSError as error:
-            raise UserError(f"cannot write to --out {out}: {error.strerror or error}") from None
+            raise UserError(f"cannot write to the run folder {out}: {error.strerror or error}") from None
         if manifest_path(out).exists():
             if not resume:
-                raise UserError(f"{out} already holds a labeling run: pass --resume to continue it, "
-                                "or choose another --out")
+                raise RunExists(f"{out} already holds a labeling run")
             old = RunManifest.load(out)
             difference = old.settings.difference(manifest.settings)
             if difference:
-                raise UserError(f"--resume refused: the settings differ from the run in {out}: {difference}")
+                raise UserError(f"cannot resume the run in {out}: the settings differ: {difference}")
             self.manifest = dataclasses.replace(old, categories=manifest.categories, runtime=manifest.runtime)
             self._drop_unfinished_failures()
         else:
@@ -140,7 +143,7 @@ class FinishedShards:
         if entry is None:
             return False
         if (offset == 0 and name != entry.first) or offset >= entry.images + entry.failures:
-            raise UserError(f"--resume refused: the input changed since the run started "
+            raise UserError(f"cannot resume: the input changed since the run started "
                             f"(shard {shard} began with {entry.first!r}, now {name!r} at position {index})")
         return True
 

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise UserError(f"--images {args.images} is not a folder")
     labeling, runtime = LABELING.parse(args), RUNTIME.parse(args)
-    plan, merge, batch = labeling.plan, labeling.merge, labeling.batch_size
+    plan, merge, batch = labeling.plan, labeling.merge, runtime.batch_size
     gt, files = _ground_truth(args.json, args.images, args.max_images)
     progress = runtime.progress
     started = time.perf_counter()

@@ -56,11 +56,11 @@ class ShardLabeler:
         self.root = root
         self.max_pixels = request.inputs.max_pixels
         self.threads = threads
-        self.chunk_images = chunk_images(request.labeling.batch_size, request.labeling.plan)
+        self.chunk_images = chunk_images(request.runtime.batch_size, request.labeling.plan)
         backend_threads, take_turns = inference_policy(request, cores=threads)
         self._stack = ExitStack()
         self.teachers = self._stack.enter_context(open_teachers(request, backend_threads, take_turns))
-        self.labeler = self.teachers.labeler(request.labeling)
+        self.labeler = self.teachers.labeler(request.labeling, request.runtime.batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {key: [] for key in ("shard", "first", "records", "failures", "images",

@@ -41,7 +41,7 @@ def label_on_ray(request: LabelRequest, pool: RayPool) -> RunSummary:
         cluster = connect(pool.address)
         actors = size_pool(cluster.resources, pool.actors, pool.actor_cpus, pool.actor_gpus)
         runtime = RayRuntime(cluster.address, actors.actors, float(actors.cpus), float(actors.gpus),
-                             request.runtime.backend, request.labeling.batch_size)
+                             request.runtime.backend, request.runtime.batch_size)
         folder = open_run_folder(request, checked, teachers, runtime)
     split = split_into_shards(checked.sources, folder.shard_size, folder.finished())
     summary = RunSummary(skipped=split.skipped, stage_seconds=dict.fromkeys(STAGES, 0.0))

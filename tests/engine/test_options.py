@@ -47,8 +47,9 @@ def test_flags_reach_the_typed_request():
     assert request.labeling == LabelSettings(
         plan=TransformPlan.grid((96, 128, 160), flip=False, max_size=300),
         merge=MergeSettings(score_floor=0.01, vote_threshold=None, scoring="avg", max_detections=7),
-        keypoint_flip=False, batch_size=3)
-    assert (request.runtime.backend, request.runtime.workers, request.runtime.backend_threads) == ("onnxrt", 1, 2)
+        keypoint_flip=False)
+    runtime = request.runtime
+    assert (runtime.backend, runtime.batch_size, runtime.workers, runtime.backend_threads) == ("onnxrt", 3, 1, 2)
     assert (request.inputs.max_pixels, request.shard_size) == (1000, 5)
 
 

@@ -134,7 +134,7 @@ def test_unwritable_out(models, images_dir, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = run_distill(*label_args(models[0], images_dir, blocker / "out"))
-    assert_one_line_error(result, "cannot write to --out", "a-file")
+    assert_one_line_error(result, "cannot write to the run folder", "a-file")
 
 
 def test_keypoint_model_as_detector(models, images_dir, tmp_path):

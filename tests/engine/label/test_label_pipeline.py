@@ -40,10 +40,11 @@ def request(exported, images: Path, out: Path, plan: TransformPlan | None = None
     """The test run's request: the tiny teachers, scales SCALES, floor FLOOR, 4 images a
     shard; `fields`: other LabelRequest fields (keypoints, resume)."""
     labeling = LabelSettings(plan or TransformPlan.grid(parse_scales(SCALES), max_size=256),
-                             MergeSettings(score_floor=FLOOR), batch_size=batch_size)
+                             MergeSettings(score_floor=FLOOR))
     return LabelRequest(**{"detector": exported["detect"][0], "keypoints": exported["keypoints"][0], "out": out,
                            "inputs": Inputs(images=images), "labeling": labeling,
-                           "runtime": Runtime(workers=workers, progress=False), "shard_size": 4, **fields})
+                           "runtime": Runtime(batch_size=batch_size, workers=workers, progress=False), "shard_size": 4,
+                           **fields})
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +192,7 @@ def test_resume_after_sigkill(exported, dump, reference_run, tmp_path):
 
 
 def test_resume_refuses_other_settings_and_existing_run_needs_resume(exported, dump, reference_run):
-    with pytest.raises(UserError, match=r"settings differ .*labeling\.plan\.scales was \[96, 128\], now \[96\]"):
+    with pytest.raises(UserError, match=r"cannot resume the run in .*: the settings differ: labeling\.plan\.scales was \[96, 128\], now \[96\]"):
         label(request(exported, dump, reference_run, plan=TransformPlan.grid((96,), max_size=256), resume=True))
     with pytest.raises(UserError, match=r"keypoints was"):
         label(request(exported, dump, reference_run, keypoints=None, resume=True))
@@ -216,7 +217,7 @@ def test_resume_refuses_a_changed_input(exported, dump, tmp_path):
     out = tmp_path / "run"
     label(request(exported, images, out))
     (images / "a" / "0_new.jpg").write_bytes(next(images.rglob("*.jpg")).read_bytes())
-    with pytest.raises(UserError, match="input changed"):
+    with pytest.raises(UserError, match="cannot resume: the input changed"):
         label(request(exported, images, out, resume=True))
 
 

@@ -30,13 +30,13 @@ def test_the_stage_methods_chained_by_hand_give_the_pipelines_records(exported, 
     assert not failures and len(records) == 10
 
     sources = list(request.inputs.open()[1])
-    chunk = chunk_images(settings.batch_size, settings.plan)  # as the pipeline groups images
+    chunk = chunk_images(request.runtime.batch_size, settings.plan)  # as the pipeline groups images
     assert 1 < chunk < len(sources)
     expected = []
     with open_teachers(request, *inference_policy(request)) as teachers:
         lock = threading.Lock()
         labeler = Labeler(TakingTurns(teachers.detector, lock), TakingTurns(teachers.keypoints, lock),
-                          teachers.person, settings)
+                          teachers.person, settings, request.runtime.batch_size)
         for start in range(0, len(sources), chunk):
             part = sources[start:start + chunk]
             images = [decode_file(source.path) for source in part]

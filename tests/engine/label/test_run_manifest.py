@@ -27,6 +27,8 @@ from engine.scale.split import split_into_shards
 
 FIXTURE = Path(__file__).parent / "fixtures" / "partial-run-v1"
 # What the fixture's flags decide: --scales 64,96 --max-size 160 --score-floor 0.01 --max-detections 20
+RUNTIME = LocalRuntime(("OnnxRuntimeBackend",) * 2, ("CPUExecutionProvider",), False, batch_size=4, workers=1,
+                       backend_threads=1)
 LABELING = LabelSettings(TransformPlan.grid((64, 96), max_size=160), MergeSettings(score_floor=0.01, max_detections=20))
 
 
@@ -53,8 +55,7 @@ def test_a_run_from_before_loads_typed():
     assert manifest.shards == [ShardEntry(0, "shard-000000.jsonl", "broken.jpg", images=1, failures=1)]
     assert [c["name"] for c in manifest.categories] == ["person", "car"]
     assert len(manifest.categories[0]["keypoints"]) == 17
-    assert manifest.runtime == LocalRuntime(("OnnxRuntimeBackend",) * 2, ("CPUExecutionProvider",), False,
-                                            batch_size=4, workers=1, backend_threads=1)
+    assert manifest.runtime == RUNTIME
 
 
 def test_the_json_on_disk_is_the_json_it_always_was():
@@ -104,9 +105,11 @@ def test_a_run_from_before_refuses_changed_settings(old_run, changes, message):
 
 
 def test_batch_size_is_no_setting(old_run):
-    """Records do not depend on the batch size: another one resumes."""
-    settings = settings_like_the_fixture(labeling=dataclasses.replace(LABELING, batch_size=3))
-    RunFolder(old_run, RunManifest(settings, shard_size=2), resume=True)
+    """Records do not depend on the batch size: another one resumes, and the manifest
+    records it under the runtime only."""
+    runtime = dataclasses.replace(RUNTIME, batch_size=3)
+    folder = RunFolder(old_run, RunManifest(settings_like_the_fixture(), shard_size=2, runtime=runtime), resume=True)
+    assert folder.manifest.runtime.batch_size == 3 and "batch_size" not in json.dumps(folder.manifest.settings.to_dict())
 
 
 def test_ray_runtime_keeps_its_json():
