@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from engine.errors import UserError
+from engine.json_file import read_json_object
 
 CARD_KEY = "distill.model_card"
 CARD_FORMAT = "distill-model-card-v1"
@@ -187,10 +188,10 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelCardError(f"{engine_path}: no sidecar {path.name} beside the engine (no model card)")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelCardError(f"{path}: cannot read sidecar ({error})") from None
-    if not isinstance(data, dict) or "model_card" not in data:
+        data = read_json_object(path)
+    except (OSError, ValueError) as error:
+        raise ModelCardError(f"{path}: cannot read sidecar: {error}") from None
+    if "model_card" not in data:
         raise ModelCardError(f"{path}: sidecar has no 'model_card'")
     data["model_card"] = ModelCard.from_dict(data["model_card"], str(path))
     return data

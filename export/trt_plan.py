@@ -25,10 +25,10 @@ from typing import Any, Sequence
 
 from engine.errors import UserError
 from engine.modelcard import ModelCard, sidecar_path
+from engine.label.views import DEFAULT_MAX_SIZE, DEFAULT_SCALES
 from engine.scaling import round_up
 
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_SCALES = tuple(range(400, 1201, 100))
 SIDECAR_FORMAT = "distill-trt-sidecar-v1"
 
 
@@ -61,7 +61,7 @@ def plan_detector_profiles(card: ModelCard, scales: Sequence[int], max_size: int
         raise UserError("a detector engine needs at least one shorter-side size")
     if max_batch < 1:
         raise UserError(f"the largest batch must be >= 1, got {max_batch}")
-    stride = card.max_stride
+    stride = card.view_multiple
     profiles = []
     for scale in sorted(set(int(s) for s in scales)):
         if scale <= 0:
@@ -85,7 +85,7 @@ def plan_keypoint_profiles(card: ModelCard, max_batch: int) -> list[Profile]:
     return [Profile(card.input_name, (1, 3, hc, wc), (max_batch, 3, hc, wc), (max_batch, 3, hc, wc), "batch")]
 
 
-def plan_profiles(card: ModelCard, scales: Sequence[int] = DEFAULT_SCALES, max_size: int = 2000,
+def plan_profiles(card: ModelCard, scales: Sequence[int] = DEFAULT_SCALES, max_size: int = DEFAULT_MAX_SIZE,
                   max_batch: int = 8) -> list[Profile]:
     if card.task == "detect":
         return plan_detector_profiles(card, scales, max_size, max_batch)

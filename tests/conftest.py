@@ -75,3 +75,20 @@ def assert_cli_error(capsys, code: int, command: str, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"distill {command}: error: "), lines
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def detector_card():
+    """A model card of a paper-sized detector (strides 8..128, top-1000), no graph behind it."""
+    from engine.modelcard import ModelCard
+
+    return ModelCard(task="detect", categories=[{"id": 1, "name": "person"}], input_name="images",
+                     outputs=["boxes", "scores", "labels"], strides=[8, 16, 32, 64, 128], topk=1000)
+
+
+def keypoint_card():
+    """A model card of a 256x192 top-down keypoint model, no graph behind it."""
+    from engine.modelcard import ModelCard
+
+    return ModelCard(task="keypoints", categories=[{"id": 1, "name": "person"}], input_name="crops",
+                     outputs=["heatmaps"], strides=[4], input_size=[256, 192],
+                     keypoint_names=[f"k{i}" for i in range(17)], flip_pairs=[[1, 2]], skeleton=[[1, 2]])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.json_file import read_json_object
 from engine.errors import UserError
 
 
@@ -25,16 +26,13 @@ def read_coco(path: Path) -> dict[str, Any]:
     """The COCO dataset dict in `path`: a JSON object with `images` and `annotations`
     lists and a non-empty `categories` list; otherwise a one-line UserError naming the
     file. Entries are not checked (see `load_coco`)."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not a COCO JSON file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json_object(path)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:
         raise UserError(f"cannot read {path}: {error}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
+    if not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
         raise UserError(f"{path} is not a COCO dataset (no 'images' and 'annotations' lists)")
     if not isinstance(data.get("categories"), list) or not data["categories"]:
         raise UserError(f"{path} has no 'categories' list")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.json_file import read_json_object
 from engine.atomic import write_json_atomically
 from engine.errors import UserError
 from engine.label.labeler import LabelSettings
@@ -310,12 +311,12 @@ class RunManifest:
         unreadable or malformed."""
         path = manifest_path(out)
         try:
-            data = json.loads(path.read_text())
+            data = read_json_object(path)
         except FileNotFoundError:
             raise UserError(f"{out} holds no labeling run (no {MANIFEST_NAME})") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except ValueError as error:
             raise UserError(f"cannot read {path}: {error}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if data.get("format") != FORMAT:
             raise UserError(f"{path} is not a distill predictions manifest (format {FORMAT})")
         try:
             return cls.from_dict(data)

@@ -10,11 +10,11 @@ records the plan it used in its manifest like any other.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json_atomically
+from engine.json_file import read_json_object
 from engine.label.views import TransformPlan
 
 FORMAT = "distill.transform_plan"
@@ -37,12 +37,12 @@ def read_plan_file(path: Path) -> TransformPlan:
     if path.is_dir():
         path = path / PLAN_FILE_NAME
     try:
-        document = json.loads(path.read_text())
+        document = read_json_object(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable JSON file ({error})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if document.get("format") != FORMAT:
         raise ValueError(f"{path}: not a transform plan (expected \"format\": \"{FORMAT}\", "
                          f"written by distill plan-transforms)")
     if document.get("version") != VERSION:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from engine.json_file import read_json_object
 from engine.errors import UserError
 
 
@@ -31,13 +31,11 @@ def _load_config(path: Path | None):
     if path is None:
         return SynthConfig()
     try:
-        data = json.loads(path.read_text())
+        data = read_json_object(path)
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"config file {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a JSON object")
+    except ValueError as error:
+        raise UserError(f"config file {path}: {error}") from None
     try:
         return SynthConfig.from_dict(data)
     except TypeError as error:

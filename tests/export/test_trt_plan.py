@@ -11,24 +11,14 @@ import pytest
 
 from engine.backends.tensorrt_backend import choose_profile
 from engine.errors import UserError
-from engine.modelcard import ModelCard, ModelCardError, read_sidecar
+from engine.modelcard import ModelCardError, read_sidecar
 from export import trt_build, trt_plan
 from export.trt_plan import EngineCache, Profile
-
-
-def _detector_card() -> ModelCard:
-    return ModelCard(task="detect", categories=[{"id": 1, "name": "person"}], input_name="images",
-                     outputs=["boxes", "scores", "labels"], strides=[8, 16, 32, 64, 128], topk=1000)
-
-
-def _keypoint_card() -> ModelCard:
-    return ModelCard(task="keypoints", categories=[{"id": 1, "name": "person"}], input_name="crops",
-                     outputs=["heatmaps"], strides=[4], input_size=[256, 192],
-                     keypoint_names=[f"k{i}" for i in range(17)], flip_pairs=[[1, 2]], skeleton=[[1, 2]])
+from tests.conftest import detector_card, keypoint_card
 
 
 def test_detector_profiles_one_per_scale_bucket():
-    profiles = trt_plan.plan_profiles(_detector_card(), max_size=1333, max_batch=4)
+    profiles = trt_plan.plan_profiles(detector_card(), max_size=1333, max_batch=4)
     assert [p.label for p in profiles] == [f"scale{s}" for s in range(400, 1201, 100)]
     for scale, p in zip(range(400, 1201, 100), profiles):
         assert all(d % 128 == 0 for shape in (p.min, p.opt, p.max) for d in shape[2:])
@@ -41,18 +31,18 @@ def test_detector_profiles_one_per_scale_bucket():
 
 
 def test_profiles_take_unsorted_duplicate_scales():
-    profiles = trt_plan.plan_profiles(_detector_card(), scales=[800, 400, 800], max_size=1000, max_batch=1)
+    profiles = trt_plan.plan_profiles(detector_card(), scales=[800, 400, 800], max_size=1000, max_batch=1)
     assert [p.label for p in profiles] == ["scale400", "scale800"]
 
 
 # Each case is wrong in one way only; the message must name that way.
 @pytest.mark.parametrize("card, scales, max_batch, message", [
-    pytest.param(_detector_card, [], 1, "needs at least one shorter-side size", id="no-scales"),
-    pytest.param(_detector_card, [400, 1200], 1, "scale 1200 exceeds the longer-side cap 1000", id="above-max-size"),
-    pytest.param(_detector_card, [-5, 400], 1, "scale -5 must be positive", id="negative-scale"),
-    pytest.param(_detector_card, [0], 1, "scale 0 must be positive", id="zero-scale"),
-    pytest.param(_detector_card, [400], 0, "the largest batch must be >= 1, got 0", id="detector-batch-0"),
-    pytest.param(_keypoint_card, [400], 0, "the largest batch must be >= 1, got 0", id="keypoint-batch-0"),
+    pytest.param(detector_card, [], 1, "needs at least one shorter-side size", id="no-scales"),
+    pytest.param(detector_card, [400, 1200], 1, "scale 1200 exceeds the longer-side cap 1000", id="above-max-size"),
+    pytest.param(detector_card, [-5, 400], 1, "scale -5 must be positive", id="negative-scale"),
+    pytest.param(detector_card, [0], 1, "scale 0 must be positive", id="zero-scale"),
+    pytest.param(detector_card, [400], 0, "the largest batch must be >= 1, got 0", id="detector-batch-0"),
+    pytest.param(keypoint_card, [400], 0, "the largest batch must be >= 1, got 0", id="keypoint-batch-0"),
 ])
 def test_profiles_refuse_bad_plans_naming_the_problem(card, scales, max_batch, message):
     with pytest.raises(UserError, match=message):
@@ -60,18 +50,18 @@ def test_profiles_refuse_bad_plans_naming_the_problem(card, scales, max_batch, m
 
 
 def test_keypoint_profile_is_batch_only():
-    (profile,) = trt_plan.plan_profiles(_keypoint_card(), max_batch=64)
+    (profile,) = trt_plan.plan_profiles(keypoint_card(), max_batch=64)
     assert profile.min == (1, 3, 256, 192) and profile.opt == profile.max == (64, 3, 256, 192)
 
 
 def test_cache_key_changes_with_every_input():
-    profiles = trt_plan.plan_profiles(_keypoint_card(), max_batch=8)
+    profiles = trt_plan.plan_profiles(keypoint_card(), max_batch=8)
     base = dict(onnx_sha256="a" * 64, trt_version="10.7.0", gpu_name="NVIDIA H100", precision="fp16",
                 profiles=profiles)
     key = trt_plan.engine_cache_key(**base)
     assert key == trt_plan.engine_cache_key(**base) and len(key) == 64
     variants = [dict(onnx_sha256="b" * 64), dict(trt_version="10.8.0"), dict(gpu_name="NVIDIA L4"),
-                dict(precision="fp32"), dict(profiles=trt_plan.plan_profiles(_keypoint_card(), max_batch=16))]
+                dict(precision="fp32"), dict(profiles=trt_plan.plan_profiles(keypoint_card(), max_batch=16))]
     keys = {trt_plan.engine_cache_key(**{**base, **v}) for v in variants}
     assert len(keys) == len(variants) and key not in keys
     with pytest.raises(UserError, match="unknown precision 'int4'"):
@@ -83,7 +73,7 @@ def test_cache_key_changes_with_every_input():
 
 
 def test_sidecar_round_trip_and_engine_cache(tmp_path):
-    card = _keypoint_card()
+    card = keypoint_card()
     profiles = trt_plan.plan_profiles(card, max_batch=2)
     doc = trt_plan.sidecar_document(card, "10.7.0", "NVIDIA H100", "fp16", profiles, "c" * 64, "k" * 64)
     cache = EngineCache(tmp_path / "cache")
@@ -100,10 +90,10 @@ def test_sidecar_round_trip_and_engine_cache(tmp_path):
 
 @pytest.mark.parametrize("sidecar, message", [
     pytest.param(None, r"m\.engine: no sidecar m\.json beside the engine", id="missing"),
-    pytest.param("{broken", r"m\.json: cannot read sidecar \(Expecting property name", id="not-json"),
+    pytest.param("{broken", r"m\.json: cannot read sidecar: not readable JSON \(Expecting property name", id="not-json"),
     pytest.param(json.dumps({"precision": "fp16"}), r"m\.json: sidecar has no 'model_card'", id="no-card"),
-    # A list holding the key passes `"model_card" in data`: only the type check refuses it.
-    pytest.param(json.dumps(["model_card"]), r"m\.json: sidecar has no 'model_card'", id="list"),
+    # A list holding the key would pass `"model_card" in data`: the type check refuses it.
+    pytest.param(json.dumps(["model_card"]), r"m\.json: cannot read sidecar: not a JSON object but a list", id="list"),
     pytest.param(json.dumps({"model_card": {"format": "other"}}), r"m\.json: model card format 'other'",
                  id="bad-card"),
 ])
@@ -115,7 +105,7 @@ def test_sidecar_errors_name_the_problem(tmp_path, sidecar, message):
 
 
 def test_choose_profile_picks_the_tightest_fitting_range():
-    profiles = trt_plan.plan_profiles(_detector_card(), scales=[400, 800], max_size=1333, max_batch=4)
+    profiles = trt_plan.plan_profiles(detector_card(), scales=[400, 800], max_size=1333, max_batch=4)
     ranges = [(p.min, p.max) for p in profiles]
     assert choose_profile((2, 3, 512, 768), ranges) == 0
     assert choose_profile((2, 3, 896, 1280), ranges) == 1

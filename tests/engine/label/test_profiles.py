@@ -15,24 +15,14 @@ import pytest
 from engine.backends.tensorrt_backend import TensorRTBackend, choose_profile
 from engine.errors import UserError
 from engine.label.profiles import check_profiles, pass_shapes, unserved_passes
-from engine.label.views import TransformPlan, make_views
+from engine.label.views import Padding, TransformPlan, make_views
 from engine.modelcard import ModelCard, ModelCardError, read_sidecar, sidecar_path
 from engine.scaling import round_up, scaled_size
 from export import trt_plan
 from export.trt_plan import Profile
+from tests.conftest import detector_card, keypoint_card
 
 PAPER_PLAN = TransformPlan()  # 400..1200 x mirror, longer side up to 2000
-
-
-def _detector_card() -> ModelCard:
-    return ModelCard(task="detect", categories=[{"id": 1, "name": "person"}], input_name="images",
-                     outputs=["boxes", "scores", "labels"], strides=[8, 16, 32, 64, 128], topk=1000)
-
-
-def _keypoint_card() -> ModelCard:
-    return ModelCard(task="keypoints", categories=[{"id": 1, "name": "person"}], input_name="crops",
-                     outputs=["heatmaps"], strides=[4], input_size=[256, 192],
-                     keypoint_names=[f"k{i}" for i in range(17)], flip_pairs=[[1, 2]], skeleton=[[1, 2]])
 
 
 def _engine(folder: Path, name: str, card: ModelCard, profiles: list[Profile]) -> Path:
@@ -71,12 +61,12 @@ def test_pass_shapes_are_exactly_the_padded_views_of_all_image_sizes(scale, max_
 def test_pass_shapes_match_make_views_of_an_elongated_image():
     image = np.zeros((37, 410, 3), np.uint8)  # capped by max_size at every scale below
     plan = TransformPlan.grid((96, 160), max_size=200)
-    for view in make_views(image, plan, 32):
+    for view in make_views(image, plan, Padding(32)):
         assert view.padded_shape in pass_shapes(view.scale, plan.max_size, 32)
 
 
 def test_an_engine_built_for_the_plan_serves_it_as_the_backend_picks_profiles(tmp_path):
-    card = _detector_card()
+    card = detector_card()
     engine = _engine(tmp_path, "detector.engine", card, trt_plan.plan_profiles(card, PAPER_PLAN.scales, 2000, 8))
     _check(engine, PAPER_PLAN, 8)
     _check(engine, TransformPlan.grid((400, 800), max_size=1333), 3)  # a smaller plan fits too
@@ -84,13 +74,13 @@ def test_an_engine_built_for_the_plan_serves_it_as_the_backend_picks_profiles(tm
     for shape in _every_input(PAPER_PLAN, card.max_stride, 8):
         choose_profile(shape, profiles)  # raises where no profile takes the input
 
-    keypoints = _keypoint_card()
+    keypoints = keypoint_card()
     crops = _engine(tmp_path, "keypoints.engine", keypoints, trt_plan.plan_profiles(keypoints, max_batch=8))
     _check(crops, PAPER_PLAN, 8)
 
 
 def test_a_model_without_profiles_takes_any_input():
-    check_profiles(Path("detector.onnx"), _detector_card(), None, PAPER_PLAN, 64)
+    check_profiles(Path("detector.onnx"), detector_card(), None, PAPER_PLAN, 64)
 
 
 def _refusal(engine: Path, plan: TransformPlan, batch_size: int) -> str:
@@ -109,7 +99,7 @@ def test_passes_the_profiles_cannot_serve_are_named(tmp_path):
     # side above it cannot be served, the others can.
     profiles = [Profile("images", (1, 3, 128, 128), (8, 3, 768, 1024), (8, 3, 1024, 2048), "landscape"),
                 Profile("images", (1, 3, 128, 128), (8, 3, 1024, 768), (8, 3, 2048, 1024), "portrait")]
-    engine = _engine(tmp_path, "detector.engine", _detector_card(), profiles)
+    engine = _engine(tmp_path, "detector.engine", detector_card(), profiles)
     assert _refusal(engine, PAPER_PLAN, 8) == (
         "detector.engine cannot serve passes 1100, 1100 mirrored, 1200, 1200 mirrored in batches of up to 8 "
         "(no optimization profile takes the input [1, 3, 1152, 1152]): its optimization profiles take "
@@ -120,13 +110,13 @@ def test_passes_the_profiles_cannot_serve_are_named(tmp_path):
 
 
 def test_batches_larger_than_the_profiles_are_refused(tmp_path):
-    card = _detector_card()
+    card = detector_card()
     engine = _engine(tmp_path, "detector.engine", card, trt_plan.plan_profiles(card, PAPER_PLAN.scales, 2000, 8))
     assert _refusal(engine, PAPER_PLAN, 16) == (
         "detector.engine cannot serve any pass of the plan in batches of up to 16 (no optimization profile "
         "takes the input [9, 3, 512, 512]): its optimization profiles take batches of 1 to 8 and sides of "
         "128 to 2048 px")
-    keypoints = _keypoint_card()
+    keypoints = keypoint_card()
     crops = _engine(tmp_path, "keypoints.engine", keypoints, trt_plan.plan_profiles(keypoints, max_batch=8))
     assert _refusal(crops, PAPER_PLAN, 9).startswith(
         "keypoints.engine cannot serve the keypoint crops in batches of up to 9 (no optimization profile "
@@ -134,7 +124,7 @@ def test_batches_larger_than_the_profiles_are_refused(tmp_path):
 
 
 def test_a_longer_side_beyond_the_profiles_is_refused(tmp_path):
-    card = _detector_card()
+    card = detector_card()
     engine = _engine(tmp_path, "detector.engine", card, trt_plan.plan_profiles(card, (400, 600, 800), 1333, 8))
     _check(engine, TransformPlan.grid((400, 600, 800), max_size=1333), 8)
     assert "cannot serve any pass of the plan" in _refusal(engine, TransformPlan.grid((400, 600, 800)), 8)
@@ -143,7 +133,7 @@ def test_a_longer_side_beyond_the_profiles_is_refused(tmp_path):
 def test_elongated_images_need_a_profile_below_the_smallest_scale(tmp_path):
     # Profiles whose smallest side is the smallest scale (as export built them before):
     # an image elongated enough that max_size caps its shorter side below 400 px fits none.
-    card = _detector_card()
+    card = detector_card()
     profiles = [Profile(p.input_name, (1, 3, p.opt[2], p.opt[2]), p.opt, p.max, p.label)
                 for p in trt_plan.plan_profiles(card, PAPER_PLAN.scales, 2000, 8)]
     engine = _engine(tmp_path, "detector.engine", card, profiles)
@@ -152,7 +142,7 @@ def test_elongated_images_need_a_profile_below_the_smallest_scale(tmp_path):
 
 
 def test_a_sidecar_without_usable_profiles_is_refused(tmp_path):
-    card = _detector_card()
+    card = detector_card()
     engine = _engine(tmp_path, "detector.engine", card, [])
     assert _refusal(engine, PAPER_PLAN, 8).endswith("(no optimization profile takes the input [1, 3, 512, 512]): "
                                                    "it has no optimization profile")

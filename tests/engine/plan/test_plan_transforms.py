@@ -152,7 +152,7 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
     assert grid.to_dict() == {"scales": [400, 500], "flip": True, "max_size": 2000}  # manifests as before
     cases = {
         "missing.json": (None, "file not found"),
-        "text.json": ("not json", "not a readable JSON file"),
+        "text.json": ("not json", "text.json: not readable JSON"),
         "other.json": (json.dumps({"images": []}), "not a transform plan"),
         "version.json": (json.dumps({"format": "distill.transform_plan", "version": 9}), "plan version 9"),
         "repeated.json": (json.dumps({"format": "distill.transform_plan", "version": 1, "max_size": 100,

@@ -321,7 +321,7 @@ def test_labeled_sharing_no_category_is_an_error(case, capsys):
     ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "annotations": [{"id": 1, '
      '"image_id": 1, "bbox": [0, 0, 1, 1]}], "categories": [{"id": 1, "name": "person"}]}',
      "annotation 1 has category None, which is not in 'categories'"),
-    ("[1, 2]", "is not a COCO dataset"),
+    ("[1, 2]", "not a JSON object but a list"),
     ('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}]}', "lists no images"),
 ])
 def test_unusable_labeled_file_is_an_error(case, capsys, content, message):

@@ -197,10 +197,10 @@ CLI_ERRORS = {
     "missing-config": (["--config", "{tmp}/absent.json"], None,
                        r"config file not found: .*absent\.json"),
     "bad-config-json": (["--config", "{config}"], "{not json",
-                        r"config\.json is not valid JSON: Expecting property name .* at line 1"),
+                        r"config file .*config\.json: not readable JSON \(Expecting property name .* line 1"),
     # Refused by its own check: SynthConfig.from_dict would refuse it too, with a
     # message about something else.
-    "config-not-object": (["--config", "{config}"], "[3]", r"config\.json must hold a JSON object"),
+    "config-not-object": (["--config", "{config}"], "[3]", r"config\.json: not a JSON object but a list"),
     "unknown-knob": (["--config", "{config}"], '{"persons_per_image": 3}',
                      "unknown SynthConfig keys: persons_per_image$"),
     "bad-knob-value": (["--config", "{config}"], '{"blur_prob": 2}',
