@@ -35,6 +35,17 @@ def register(subparsers) -> None:
                        help="multiply --iters by X; the LR steps (70%%, 90%%) move with it (default 1)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, help="torch CPU threads (default: available cores / processes)")
+    pretrained = train.add_argument_group(
+        "pretrained backbone", "start the ResNet from ImageNet weights, fine-tuned as Detectron does")
+    pretrained.add_argument("--backbone-weights", metavar="FILE",
+                            help="ImageNet ResNet state dict with torchvision/timm names (conv1, bn1, layer1..4; fc is "
+                                 "ignored): .pth/.pt/.bin, or .safetensors with the safetensors package; --model r50 "
+                                 "takes ResNet-50 weights")
+    pretrained.add_argument("--freeze-at", type=int, metavar="N",
+                            help="parts without gradients, as Detectron's FREEZE_AT: 0 none, 1 the stem, 2 stem + res2 "
+                                 "(default), ... 5 the whole ResNet-50")
+    pretrained.add_argument("--no-frozen-bn", dest="frozen_bn", action="store_false",
+                            help="train the BatchNorms of the parts that train (default: statistics and affine frozen)")
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser("eval", help="COCO AP of a checkpoint on a COCO file")
@@ -57,7 +68,8 @@ def run_train(args: argparse.Namespace) -> int:
         val_images=args.val_images, resume=args.resume, lr=args.lr, checkpoint_every=args.checkpoint_every,
         workers=args.workers, init=args.init, seed=args.seed, threads=args.threads,
         overrides=tuple(args.overrides), pseudo_json=args.pseudo_json, pseudo_images=args.pseudo_images, ratio=args.ratio,
-        schedule_scale=args.schedule_scale,
+        schedule_scale=args.schedule_scale, backbone_weights=args.backbone_weights, freeze_at=args.freeze_at,
+        frozen_bn=args.frozen_bn,
     )
     metrics = train(options)
     ap = {k: v for k, v in metrics.items() if k in ("box_AP", "keypoint_AP")}

@@ -20,7 +20,9 @@ class BackboneConfig:
     stem_width: int = 64
     widths: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck inner widths per stage
     depths: tuple[int, ...] = (3, 4, 6, 3)
-    norm: str = "GN"  # "GN" (from-scratch friendly) or "BN"
+    norm: str = "GN"  # "GN" (from-scratch friendly), "BN", or "FrozenBN" (fixed statistics and affine)
+    # Detectron's FREEZE_AT: parts without gradients, 0 none, 1 the stem, 2 stem + res2, ...
+    freeze_at: int = 0
 
 
 @dataclass
@@ -119,6 +121,19 @@ CONFIGS = {
 }
 MODEL_NAMES = ("tiny", "r50")
 TASKS = ("detect", "keypoints")
+
+
+def with_pretrained_backbone(
+    config: DetectorConfig | KeypointConfig, freeze_at: int, frozen_bn: bool
+) -> DetectorConfig | KeypointConfig:
+    """`config` for a backbone started from ImageNet weights: BatchNorm, whose statistics
+    the weights carry (frozen, Detectron's default, or trained), and `freeze_at` parts
+    without gradients (a frozen part's BatchNorms are frozen in any case)."""
+    parts = 1 + len(config.backbone.depths)
+    if not 0 <= freeze_at <= parts:
+        raise UserError(f"freeze_at {freeze_at} is outside 0..{parts} for this backbone (stem + {parts - 1} stages)")
+    backbone = dataclasses.replace(config.backbone, norm="FrozenBN" if frozen_bn else "BN", freeze_at=freeze_at)
+    return dataclasses.replace(config, backbone=backbone)
 
 
 def get_config(task: str, model_name: str) -> DetectorConfig | KeypointConfig:

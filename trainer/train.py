@@ -6,6 +6,11 @@ RUN/last.pt every --checkpoint-every iterations, and RUN/metrics.json.
 A student (data distillation) adds generated labels: `pseudo_json`/`pseudo_images` join
 the labeled set and every minibatch mixes the two at `ratio` (trainer.data.mixing);
 `schedule_scale` lengthens the run, the LR steps moving with it.
+
+`backbone_weights` starts the ResNet from an ImageNet state dict (trainer.pretrained)
+with Detectron's fine-tuning defaults: frozen BatchNorm and the stem and res2 frozen
+(`freeze_at` 2). The loaded weights live on in every checkpoint, so --resume never
+reads the file again.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from engine.coco.schema import FLIP_PAIRS, KEYPOINT_NAMES, SKELETON
 from engine.errors import UserError
 from trainer import distributed
 from trainer.checkpoint import build_model, load_checkpoint, save_checkpoint
-from trainer.config import TASKS, config_to_dict, get_config, override_config
+from trainer.config import (
+    TASKS, BackboneConfig, config_from_dict, config_to_dict, get_config, override_config, with_pretrained_backbone,
+)
 from trainer.data.coco import category_table, load_annotations
 from trainer.loop import CheckpointHook, ProgressHook, Trainer, cycle
+from trainer.pretrained import load_backbone_weights
 from trainer.schedule import WarmupMultiStepLR
 
 
@@ -52,6 +60,9 @@ class TrainOptions:
     pseudo_images: str | None = None
     ratio: float = 0.6
     schedule_scale: float = 1.0
+    backbone_weights: str | None = None  # ImageNet ResNet state dict (torchvision / timm names)
+    freeze_at: int | None = None  # with backbone_weights; None: Detectron's default, 2
+    frozen_bn: bool = True  # with backbone_weights: BatchNorm statistics and affine fixed
 
     @property
     def total_iters(self) -> int:
@@ -78,10 +89,30 @@ def _worker_init(worker_id: int) -> None:
         dataset.rng.seed(torch.initial_seed() + number)
 
 
+DEFAULT_FREEZE_AT = 2  # Detectron's MODEL.BACKBONE.FREEZE_AT: the stem and res2
+
+
+def model_config(options: TrainOptions):
+    """The named config with --set overrides and, with --backbone-weights, the pretrained
+    backbone's norm and frozen parts; UserError for a bad name, --set or --freeze-at."""
+    config = override_config(get_config(options.task, options.model), list(options.overrides))
+    if options.backbone_weights is None:
+        return config
+    freeze_at = DEFAULT_FREEZE_AT if options.freeze_at is None else options.freeze_at
+    try:
+        return with_pretrained_backbone(config, freeze_at, options.frozen_bn)
+    except UserError as error:
+        raise UserError(f"--freeze-at: {error}") from None
+
+
 def check_options(options: TrainOptions) -> None:
     if options.task not in TASKS:
         raise UserError(f"unknown task {options.task!r} (choose from {', '.join(TASKS)})")
-    override_config(get_config(options.task, options.model), list(options.overrides))  # bad name or --set -> UserError
+    if options.backbone_weights is None and (options.freeze_at is not None or not options.frozen_bn):
+        raise UserError("--freeze-at and --no-frozen-bn apply only with --backbone-weights")
+    if options.backbone_weights is not None and options.init is not None:
+        raise UserError("--init and --backbone-weights both set the starting weights: choose one")
+    model_config(options)
     if options.iters <= 0 or options.batch_size <= 0:
         raise UserError("--iters and --batch-size must be positive")
     if (options.val_json is None) != (options.val_images is None):
@@ -124,7 +155,7 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
     set_threads(options.threads)
     seed = options.seed + distributed.rank()
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
-    config = override_config(get_config(options.task, options.model), list(options.overrides))
+    config = model_config(options)
     train_coco = load_annotations(options.train_json, options.train_images)
     val_coco = load_annotations(options.val_json, options.val_images) if options.val_json else None
     out = Path(options.out)
@@ -138,6 +169,7 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         resume_ckpt = max((load_checkpoint(p) for p in candidates), key=lambda c: c["iteration"])
         if resume_ckpt["task"] != options.task or resume_ckpt["model_name"] != options.model:
             raise UserError(f"--resume: {out} holds a {resume_ckpt['task']}/{resume_ckpt['model_name']} run")
+        check_same_backbone(config_from_dict(options.task, resume_ckpt["config"]).backbone, config.backbone, out)
 
     dataset, categories, collate = build_dataset(options.task, config, train_coco, options.train_images, seed)
     if len(dataset) == 0:
@@ -153,9 +185,19 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
     model = build_model(options.task, config, len(categories)).to(device)
     if options.init and resume_ckpt is None:
         _load_init(model, options.init)
+    if options.backbone_weights and resume_ckpt is None:
+        # On --resume the checkpoint already holds these weights, trained further: the
+        # file is not read again.
+        try:
+            loaded = load_backbone_weights(model.backbone, options.backbone_weights)
+        except UserError as error:
+            raise UserError(f"--backbone-weights {error}") from None
+        print(f"--backbone-weights: loaded {loaded} backbone tensors from {options.backbone_weights}")
     base_lr = options.lr if options.lr is not None else config.base_lr * options.batch_size / 16
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue  # a frozen backbone part: weight decay would still move it
         # No weight decay on norm affine parameters, biases and the FCOS level scales.
         (no_decay if param.ndim <= 1 else decay).append(param)
     optimizer = torch.optim.SGD(
@@ -215,7 +257,7 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
     metrics: dict = {
         "task": options.task, "model": options.model, "iterations": total_iters,
         "schedule_scale": options.schedule_scale, "start_iteration": start_iter,
-        "init": options.init, "generated": _generated_summary(options, generated),
+        "init": options.init, "backbone_weights": options.backbone_weights, "generated": _generated_summary(options, generated),
         "batch_size": options.batch_size, "base_lr": base_lr,
         "train_seconds": round(getattr(hooks[0], "seconds", 0.0), 1),
         "final_loss": trainer.loss_history[-1] if trainer.loss_history else None,
@@ -255,6 +297,20 @@ def build_dataset(task: str, config, coco, images_dir: str, seed: int, categorie
         person = _person_id(coco)
         categories = [c for c in category_table(coco) if c["id"] == person]
     return dataset, categories, keypoint_collate
+
+
+def check_same_backbone(saved: BackboneConfig, wanted: BackboneConfig, out: Path) -> None:
+    """UserError when --resume would rebuild the backbone differently from the run it
+    continues (another norm or frozen parts: other --backbone-weights / --freeze-at /
+    --no-frozen-bn flags than the run started with)."""
+    if saved == wanted:
+        return
+
+    def shown(backbone: BackboneConfig) -> str:
+        return f"norm {backbone.norm}, freeze_at {backbone.freeze_at}"
+
+    raise UserError(f"--resume: {out} was started with backbone {shown(saved)}, these flags give {shown(wanted)}: "
+                    "repeat the flags it was started with (--backbone-weights, --freeze-at, --no-frozen-bn)")
 
 
 def check_same_categories(labeled, generated, generated_path: str) -> None:

@@ -54,3 +54,22 @@ def tiny_coco(tmp_path) -> Path:
 def tiny_coco_without_image(tmp_path) -> Path:
     """The same file, but its image was never written."""
     return write_tiny_coco(tmp_path / "missing", with_image=False)
+
+
+@pytest.fixture()
+def trainers(monkeypatch) -> list:
+    """Every Trainer that `train()` builds, kept after it returns: its `model` is the
+    trained model in memory, `initial` a copy of the weights it started from."""
+    import trainer.train
+    from trainer.loop import Trainer
+
+    made = []
+
+    class Recording(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            made.append(self)
+
+    monkeypatch.setattr(trainer.train, "Trainer", Recording)
+    return made

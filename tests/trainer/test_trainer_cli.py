@@ -34,8 +34,8 @@ def test_malformed_json(tmp_path, capsys):
 
 
 def test_not_a_coco_file(tmp_path, capsys):
-    bad = tmp_path / "list.json"
-    bad.write_text(json.dumps([1, 2]))
+    bad = tmp_path / "items.json"
+    bad.write_text(json.dumps({"items": [1, 2]}))
     assert distill(_train_args(bad, tmp_path, tmp_path / "out")) == 2
     assert "is not a COCO dataset" in _one_error_line(capsys, "train")
 

@@ -35,22 +35,6 @@ def options(data: dict, task: str, out, **kw) -> TrainOptions:
     return TrainOptions(**base)
 
 
-@pytest.fixture()
-def trainers(monkeypatch) -> list[Trainer]:
-    """Every Trainer that `train()` builds, kept after it returns: its `model` is the
-    trained model in memory, `initial` a copy of the weights it started from."""
-    made = []
-
-    class Recording(Trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            made.append(self)
-
-    monkeypatch.setattr(trainer.train, "Trainer", Recording)
-    return made
-
-
 def test_detector_trains_saves_evaluates_and_reloads(synth_small, tmp_path, trainers):
     metrics = train(options(synth_small, "detect", tmp_path / "det", val_json=str(synth_small["val_json"]), val_images=str(synth_small["val_images"])))
     written = json.loads((tmp_path / "det" / "metrics.json").read_text())

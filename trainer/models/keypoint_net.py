@@ -32,11 +32,13 @@ class KeypointNet(nn.Module):
         self.backbone = ResNet(config.backbone)
         layers: list[nn.Module] = []
         cin = self.backbone.out_channels[-1]
+        # The head starts from random weights: its norms train even where the backbone's are frozen.
+        head_norm = "BN" if config.backbone.norm == "FrozenBN" else config.backbone.norm
         for _ in range(config.deconv_layers):
             # kernel 4, stride 2, padding 1: exactly doubles the size, no output padding.
             layers += [
                 nn.ConvTranspose2d(cin, config.deconv_channels, 4, stride=2, padding=1, bias=False),
-                make_norm(config.backbone.norm, config.deconv_channels),
+                make_norm(head_norm, config.deconv_channels),
                 nn.ReLU(inplace=True),
             ]
             cin = config.deconv_channels

@@ -1,7 +1,9 @@
-"""ResNet backbones (basic and bottleneck blocks) with a choice of GroupNorm or BatchNorm.
+"""ResNet backbones (basic and bottleneck blocks) with GroupNorm, BatchNorm or frozen BatchNorm.
 
-No pretrained weights exist in this workplace, so the backbone is trained from scratch;
-GroupNorm keeps small detection batches stable, BatchNorm is cheaper for crop batches.
+From scratch, GroupNorm keeps small detection batches stable and BatchNorm is cheaper for
+crop batches. Started from ImageNet weights (trainer.pretrained), the backbone follows
+Detectron's fine-tuning recipe: "FrozenBN" (fixed statistics and affine) and the first
+`freeze_at` parts (1 the stem, 2 the stem and res2, ...) not trained at all.
 """
 
 from __future__ import annotations
@@ -12,8 +14,43 @@ from torch import nn
 from trainer.config import BackboneConfig
 
 
+NORMS = ("GN", "BN", "FrozenBN")
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm with fixed statistics and affine parameters, in train mode too.
+
+    weight, bias, running_mean and running_var are buffers: in the state dict (same
+    names as nn.BatchNorm2d's, less num_batches_tracked), never in the optimizer. With a
+    few images per step, batch statistics are noise; ImageNet's are kept instead.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(channels))
+        self.register_buffer("bias", torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            # batch_norm's backward would also compute (and hold memory for) gradients of
+            # weight and bias, which never train: a plain scale and shift instead.
+            scale = self.weight * (self.running_var + self.eps).rsqrt()
+            shift = self.bias - self.running_mean * scale
+            return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+        # Inference and export: an eval BatchNormalization node, which the exporter folds
+        # into the convolution before it.
+        return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                        training=False, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
 def make_norm(kind: str, channels: int) -> nn.Module:
-    """GroupNorm with 32 groups (fewer for thin layers) or BatchNorm2d."""
+    """GroupNorm with 32 groups (fewer for thin layers), BatchNorm2d or FrozenBatchNorm2d."""
     if kind == "GN":
         groups = 32
         while channels % groups:
@@ -21,7 +58,9 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return nn.GroupNorm(min(groups, channels), channels)
     if kind == "BN":
         return nn.BatchNorm2d(channels)
-    raise ValueError(f"unknown norm {kind!r}")
+    if kind == "FrozenBN":
+        return FrozenBatchNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r} (expected one of {', '.join(NORMS)})")
 
 
 def conv_norm(cin: int, cout: int, k: int, stride: int, norm: str) -> list[nn.Module]:
@@ -71,13 +110,25 @@ class Bottleneck(_ResidualBlock):
 
 
 class ResNet(nn.Module):
-    """Returns the stage outputs C2..C5 (strides 4, 8, 16, 32) as a list."""
+    """Returns the stage outputs C2..C5 (strides 4, 8, 16, 32) as a list.
+
+    `config.freeze_at` parts (the stem is part 1, stage k part k + 1) get no gradient, and
+    their BatchNorms are frozen whatever `config.norm` says, as Detectron freezes them:
+    a part that does not train must not drift through its statistics either.
+    """
 
     def __init__(self, config: BackboneConfig):
         super().__init__()
+        parts = 1 + len(config.depths)
+        if not 0 <= config.freeze_at <= parts:
+            raise ValueError(f"freeze_at {config.freeze_at} is outside 0..{parts} (stem + {parts - 1} stages)")
         block = {"basic": BasicBlock, "bottleneck": Bottleneck}[config.block]
+
+        def norm_of(part: int) -> str:
+            return "FrozenBN" if config.norm == "BN" and part <= config.freeze_at else config.norm
+
         self.stem = nn.Sequential(
-            *conv_norm(3, config.stem_width, 7, 2, config.norm), nn.ReLU(inplace=True),
+            *conv_norm(3, config.stem_width, 7, 2, norm_of(1)), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
         stages, cin = [], config.stem_width
@@ -86,12 +137,14 @@ class ResNet(nn.Module):
             blocks = []
             for b in range(depth):
                 stride = 2 if (b == 0 and index > 0) else 1
-                blocks.append(block(cin, width, stride, config.norm))
+                blocks.append(block(cin, width, stride, norm_of(index + 2)))
                 cin = width * block.expansion
             stages.append(nn.Sequential(*blocks))
             self.out_channels.append(cin)
         self.stages = nn.ModuleList(stages)
         self._init_weights()
+        for part in [self.stem, *self.stages][: config.freeze_at]:
+            part.requires_grad_(False)
 
     def _init_weights(self) -> None:
         for m in self.modules():
