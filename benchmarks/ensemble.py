@@ -8,6 +8,9 @@ optional. It prints per-image times of:
 - `ensemble_detections` on a Detectron-like load: 18 transforms x 1000 candidates over
   80 classes, objects seen by every transform with jittered boxes and scores, against a
   vectorised NumPy merge and a Detectron-style merge (Python loop per kept box);
+- `ensemble_pose_detections` on a one-stage pose load (10 passes x 300 person candidates
+  with 17 keypoints each) against the vectorised NumPy merge with keypoint voting, and
+  what voting the keypoints adds to `ensemble_detections` on the same load;
 - `average_heatmaps` + `heatmap_argmax` (6 transforms, 20 RoIs, 17 joints, 64x48)
   against NumPy flips + `cv2.warpAffine` + NumPy argmax;
 then the first-call compile time (empty NUMBA_CACHE_DIR, in a subprocess) and the
@@ -34,13 +37,20 @@ import numpy as np  # noqa: E402
 from benchmarks.ensemble_reference import (  # noqa: E402
     detectron_loop_ensemble,
     numpy_ensemble,
+    numpy_pose_ensemble,
     opencv_average_argmax,
 )
 from engine.coco.schema import FLIP_PAIRS  # noqa: E402
-from engine.ensemble import average_heatmaps, ensemble_detections, heatmap_argmax  # noqa: E402
+from engine.ensemble import (  # noqa: E402
+    average_heatmaps,
+    ensemble_detections,
+    ensemble_pose_detections,
+    heatmap_argmax,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_TRANSFORMS, CANDIDATES, NUM_CLASSES = 18, 1000, 80
+POSE_PASSES, POSE_CANDIDATES, JOINTS = 10, 300, 17
 
 
 def detectron_like_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,6 +97,44 @@ def detectron_like_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
             np.concatenate(all_labels).astype(np.int32))
 
 
+def pose_image(rng: np.random.Generator):
+    """One image's union of 10 passes (5 scales x mirror) x 300 candidates of a one-stage
+    pose detector (one class, person), with `(N, 17, 3)` float32 keypoints mapped back.
+
+    About 6 people, each seen by ~10-30 candidates per pass (boxes jittered by ~4% of
+    the size, joints by ~2%, confidences around the person's, some joints unseen), the
+    rest of the 300 slots low-scored clutter, as an Ultralytics pose head's top 300.
+    """
+    n_people = int(rng.integers(3, 10))
+    sizes = rng.uniform(30, 300, size=(n_people, 2))
+    corners = rng.uniform(0, 1, size=(n_people, 2)) * (np.array([640.0, 480.0]) - sizes)
+    people = np.concatenate([corners, corners + sizes], axis=1)
+    joints = corners[:, None] + rng.uniform(0, 1, size=(n_people, JOINTS, 2)) * sizes[:, None]
+    confidence = rng.uniform(0.4, 0.98, size=n_people)
+    all_boxes, all_scores, all_keypoints = [], [], []
+    for _ in range(POSE_PASSES):
+        boxes, scores, keypoints = [], [], []
+        for person, person_joints, conf, size in zip(people, joints, confidence, sizes):
+            count = int(rng.integers(10, 30))
+            boxes.append(person + rng.normal(0, 0.04, size=(count, 4)) * np.tile(size, 2))
+            scores.append(np.clip(conf + rng.normal(0, 0.08, count), 0, 1))
+            xy = person_joints + rng.normal(0, 0.02, size=(count, JOINTS, 2)) * size
+            seen = np.clip(rng.normal(0.7, 0.3, size=(count, JOINTS, 1)), 0, 1)
+            keypoints.append(np.concatenate([xy, seen], axis=2))
+        clutter = POSE_CANDIDATES - sum(len(s) for s in scores)
+        xy = rng.uniform(0, 1, size=(clutter, 2)) * np.array([640.0, 480.0])
+        boxes.append(np.concatenate([xy, xy + rng.uniform(8, 200, size=(clutter, 2))], axis=1))
+        scores.append(rng.beta(0.6, 18.0, clutter))
+        keypoints.append(np.concatenate([xy[:, None] + rng.uniform(0, 100, (clutter, JOINTS, 2)),
+                                         rng.uniform(0, 0.3, (clutter, JOINTS, 1))], axis=2))
+        all_boxes.append(np.concatenate(boxes))
+        all_scores.append(np.concatenate(scores))
+        all_keypoints.append(np.concatenate(keypoints))
+    boxes = np.concatenate(all_boxes).astype(np.float32)
+    return (boxes, np.concatenate(all_scores).astype(np.float32),
+            np.zeros(len(boxes), np.int32), np.concatenate(all_keypoints).astype(np.float32))
+
+
 def heatmap_load(rng: np.random.Generator):
     """6 transforms (3 crop scales x flip) of 20 RoIs, 17 joints, 64x48 float32 maps."""
     t_count, r_count, j_count, h, w = 6, 20, 17, 64, 48
@@ -127,6 +175,16 @@ def check_agreement(images) -> None:
         np.testing.assert_allclose(ours[1], ref[1], atol=1e-6)
 
 
+def check_pose_agreement(images) -> None:
+    """Our keypoint voting and the NumPy reference agree on the pose load (else abort)."""
+    for image in images[:3]:
+        ours = ensemble_pose_detections(*image)
+        ref = numpy_pose_ensemble(*image)
+        np.testing.assert_array_equal(ours[2], ref[2])
+        np.testing.assert_allclose(ours[0], ref[0], atol=1e-3)
+        np.testing.assert_allclose(ours[3], ref[3], atol=1e-3)
+
+
 _COMPILE_SNIPPET = """
 import time
 start = time.perf_counter()
@@ -136,6 +194,8 @@ from engine.ensemble import (average_heatmaps, box_voting, ensemble_detections, 
 b = np.array([[0, 0, 10, 10], [1, 1, 11, 11]], np.float32); s = np.array([0.9, 0.8], np.float32)
 nms(b, s, 0.5); soft_nms(b, s); box_voting(b, s, b, s)
 ensemble_detections(b, s, np.zeros(2, np.int32))
+from engine.ensemble import ensemble_pose_detections
+ensemble_pose_detections(b, s, np.zeros(2, np.int32), np.ones((2, 17, 3), np.float32))
 m = np.ones((2, 1, 17, 8, 6), np.float32)
 a = average_heatmaps(m, [False, True], [1.0, 1.2], [(1, 2)]); flip_heatmaps(a, [(1, 2)])
 keypoints_to_image(heatmap_argmax(a, "dark"), np.ones((1, 4)), (8, 6))
@@ -171,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     images = [detectron_like_image(rng) for _ in range(args.images)]
     above = np.mean([(s > 0.05).sum() for _, s, _ in images])
     check_agreement(images)
+    poses = [pose_image(rng) for _ in range(args.images)]
+    check_pose_agreement(poses)
     heatmaps = [heatmap_load(rng) for _ in range(3)]
     maps, flips, scales = heatmaps[0]
     ours = heatmap_argmax(average_heatmaps(maps, flips, scales, FLIP_PAIRS), "quarter")
@@ -185,14 +247,19 @@ def main(argv: list[str] | None = None) -> int:
 
     ours_boxes(*images[0])  # compile (or load from cache) outside the timings
     ours_heatmaps(*heatmaps[0])
+    ensemble_pose_detections(*poses[0])
     boxes_ms = interleaved_ms({"ours": ours_boxes, "numpy": numpy_ensemble,
                                "detectron": detectron_loop_ensemble}, images, args.repeats)
+    pose_ms = interleaved_ms({"ours": ensemble_pose_detections, "numpy": numpy_pose_ensemble,
+                              "ours, boxes alone": lambda b, s, l, k: ensemble_detections(b, s, l)},
+                             poses, args.repeats)
     maps_ms = interleaved_ms({"ours": ours_heatmaps,
                               "opencv": lambda m, f, s: opencv_average_argmax(m, f, s, FLIP_PAIRS)},
                              heatmaps, args.repeats)
     rows = [
         ("boxes 18x1000, 80 cls vs NumPy vectorised", boxes_ms["numpy"], boxes_ms["ours"]),
         ("boxes 18x1000, 80 cls vs Detectron-style loop", boxes_ms["detectron"], boxes_ms["ours"]),
+        ("pose 10x300, 17 joints vs NumPy vectorised", pose_ms["numpy"], pose_ms["ours"]),
         ("heatmaps 6x20x17x64x48 vs NumPy+OpenCV", maps_ms["opencv"], maps_ms["ours"]),
     ]
 
@@ -203,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<48} {'reference ms/img':>17} {'ours ms/img':>12} {'speed-up':>9}")
     for name, ref_ms, ours_ms in rows:
         print(f"{name:<48} {ref_ms:>17.2f} {ours_ms:>12.3f} {ref_ms / ours_ms:>8.1f}x")
+    print(f"keypoint voting on the pose load: {pose_ms['ours'] - pose_ms['ours, boxes alone']:.3f} "
+          f"ms/img over ensemble_detections alone ({pose_ms['ours, boxes alone']:.3f} ms/img)")
     if not args.skip_compile:
         cold, warm = compile_times()
         print(f"first call, empty Numba cache (compile): {cold:.2f} s")

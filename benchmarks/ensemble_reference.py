@@ -5,7 +5,9 @@ Two references for the box merge (same semantics as engine.ensemble, continuous 
   kept boxes (the classic "py_cpu_nms" shape); voting is one masked matrix product;
 - `detectron_loop_ensemble`: the same NMS with a Python loop per kept box for voting, the
   way Detectron's `box_voting` is written.
-And one for keypoints, `opencv_average_argmax`: NumPy flips and channel swaps,
+`numpy_pose_ensemble` is `numpy_ensemble` with a one-stage pose detector's keypoints voted
+along (engine.ensemble.keypoint_voting's rule) by masked matrix products.
+And one for keypoint heatmaps, `opencv_average_argmax`: NumPy flips and channel swaps,
 `cv2.warpAffine` (bilinear, zero border) for the scaled transforms, NumPy argmax with the
 quarter-pixel refinement.
 """
@@ -71,6 +73,37 @@ def numpy_ensemble(boxes, scores, labels, nms_threshold=0.5, vote_threshold=0.8,
         voted = votes @ class_boxes / votes.sum(axis=1, keepdims=True)
         parts.append((voted, class_scores[keep], np.full(keep.size, c)))
     return _limit(parts, max_detections)
+
+
+def numpy_pose_ensemble(boxes, scores, labels, keypoints, nms_threshold=0.5,
+                        vote_threshold=0.8, score_floor=0.05, max_detections=100):
+    """`numpy_ensemble` plus `(K, J, 3)` keypoints: per joint, x and y weighted by score x
+    confidence, confidence the score-weighted mean; a joint without weight is the kept
+    box's own."""
+    boxes, scores = boxes.astype(np.float64), scores.astype(np.float64)
+    keypoints = keypoints.astype(np.float64)
+    above = scores > score_floor
+    parts = []
+    for c in np.unique(labels[above]):
+        rows = np.flatnonzero(above & (labels == c))
+        class_boxes, class_scores, class_keypoints = boxes[rows], scores[rows], keypoints[rows]
+        keep = _nms(class_boxes, class_scores, nms_threshold)
+        votes = (_iou_matrix(class_boxes[keep], class_boxes) >= vote_threshold) * class_scores
+        voted = votes @ class_boxes / votes.sum(axis=1, keepdims=True)
+        weights = votes[:, :, None] * class_keypoints[None, :, :, 2]  # (K, M, J)
+        weight = weights.sum(axis=1)
+        safe = np.where(weight > 0, weight, 1.0)
+        xy = np.einsum("kmj,mjc->kjc", weights, class_keypoints[:, :, :2]) / safe[..., None]
+        confidence = weight / votes.sum(axis=1, keepdims=True)
+        pose = np.concatenate([xy, confidence[..., None]], axis=2)
+        pose = np.where((weight > 0)[..., None], pose, class_keypoints[keep])
+        parts.append((voted, class_scores[keep], np.full(keep.size, c), pose))
+    if not parts:
+        return (np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64),
+                np.zeros((0,) + keypoints.shape[1:]))
+    voted, kept_scores, kept_labels, pose = (np.concatenate(p) for p in zip(*parts))
+    order = np.argsort(-kept_scores, kind="stable")[:max_detections]
+    return voted[order], kept_scores[order], kept_labels[order], pose[order]
 
 
 def detectron_loop_ensemble(boxes, scores, labels, nms_threshold=0.5, vote_threshold=0.8,

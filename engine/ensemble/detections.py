@@ -12,6 +12,10 @@ clutter, so the cost is per kept box and per class rather than IoU arithmetic. H
 radix sort and one set of layout arrays for all classes (boxes.class_layouts), and, with
 hard NMS and vote_threshold >= nms_threshold (the defaults), voting inside the NMS scan
 (voting.nms_vote_layout); soft-NMS and lower vote thresholds vote in a scan of their own.
+
+Candidates of a one-stage pose detector carry keypoints: `ensemble_pose_detections` runs
+the same merge and then votes the keypoints of each of the (at most `max_detections`)
+kept boxes over the same class layout and voters as its box (keypoint_voting.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from engine.ensemble._checks import (
     check_boxes, check_positive, check_scores, check_threshold, f64, out_dtype,
 )
 from engine.ensemble.boxes import box_areas, class_layout, class_layouts
+from engine.ensemble.keypoint_voting import check_keypoints, check_voter_scores, vote_keypoints
 from engine.ensemble.nms import nms_layout, soft_nms_method_code, soft_nms_rows
 from engine.ensemble.sorting import descending_order, stable_argsort_descending
 from engine.ensemble.voting import (
@@ -55,20 +60,19 @@ def _above_floor(scores: np.ndarray, score_floor: float) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _fused_classes(layouts, voter_scores, nms_threshold, vote_threshold, method, beta,
-                   out_boxes, out_scores, out_labels) -> int:
+                   out_boxes, out_scores, out_rows) -> int:
     """Hard NMS and voting of every class in one scan per kept box
-    (voting.nms_vote_layout, valid when voting.can_fuse); returns the rows written."""
+    (voting.nms_vote_layout, valid when voting.can_fuse); returns the rows written.
+    `out_rows` receives each kept box's input row."""
     suppressed = np.zeros(voter_scores.shape[0], dtype=np.uint8)
     m = 0
     for c in range(layouts.starts.shape[0] - 1):
         start, end = layouts.starts[c], layouts.starts[c + 1]
         if start == end:
             continue  # sparse labels can leave most classes empty
-        first = m
         m = nms_vote_layout(*class_layout(layouts, c), voter_scores[start:end],
                             suppressed[start:end], nms_threshold, vote_threshold, method, beta,
-                            out_boxes, out_scores, m)
-        out_labels[first:m] = c
+                            layouts.source[start:end], out_boxes, out_scores, out_rows, m)
     return m
 
 
@@ -91,9 +95,10 @@ def _class_survivors(boxes, scores, areas, layouts, c, nms_threshold, soft_metho
 @njit(cache=True, nogil=True)
 def _separate_classes(boxes, scores, layouts, voter_scores, nms_threshold, soft_method,
                       soft_sigma, soft_score_threshold, do_vote, vote_threshold, method, beta,
-                      out_boxes, out_scores, out_labels) -> int:
+                      out_boxes, out_scores, out_rows) -> int:
     """NMS or soft-NMS of every class, then (when `do_vote`) voting of each survivor
-    in a scan of its own; returns the rows written."""
+    in a scan of its own; returns the rows written. `out_rows` receives each kept box's
+    input row."""
     areas = box_areas(boxes) if soft_method != 0 else np.empty(0, dtype=np.float64)
     m = 0
     for c in range(layouts.starts.shape[0] - 1):
@@ -113,16 +118,19 @@ def _separate_classes(boxes, scores, layouts, voter_scores, nms_threshold, soft_
             else:
                 out_boxes[m, :] = boxes[i, :]
                 out_scores[m] = kept_scores[k]
-            out_labels[m] = c
+            out_rows[m] = i
             m += 1
     return m
 
 
 @njit(cache=True, nogil=True)
-def _ensemble_kernel(
+def _merge(
     boxes, scores, labels, num_classes, score_floor, nms_threshold, soft_method, soft_sigma,
     soft_score_threshold, do_vote, vote_threshold, method, beta, max_detections,
 ):
+    """The merge of `ensemble_detections`: `(K, 4)` boxes, `(K,)` scores and `(K,)` input
+    rows of the kept candidates, best first, with the class layouts and the voters'
+    scores in layout order (empty when not voting) that keypoint voting reuses."""
     # One global stable radix sort by descending score, then per-class layouts filled in
     # that order: each class's candidates are visited by descending score, ties by lower
     # input index, for O(N) instead of a comparison sort per class.
@@ -133,19 +141,60 @@ def _ensemble_kernel(
     n = ranked.shape[0]
     out_boxes = np.empty((n, 4), dtype=np.float64)
     out_scores = np.empty(n, dtype=np.float64)
-    out_labels = np.empty(n, dtype=np.int64)
+    out_rows = np.empty(n, dtype=np.int64)
     if do_vote and soft_method == 0 and can_fuse(nms_threshold, vote_threshold):
         m = _fused_classes(layouts, voter_scores, nms_threshold, vote_threshold, method, beta,
-                           out_boxes, out_scores, out_labels)
+                           out_boxes, out_scores, out_rows)
     else:
         m = _separate_classes(boxes, scores, layouts, voter_scores, nms_threshold, soft_method,
                               soft_sigma, soft_score_threshold, do_vote, vote_threshold, method,
-                              beta, out_boxes, out_scores, out_labels)
+                              beta, out_boxes, out_scores, out_rows)
     # Stable sort: equal scores keep class order, then each class's NMS order.
     order = stable_argsort_descending(out_scores[:m])
     if 0 <= max_detections < m:
         order = order[:max_detections]
-    return out_boxes[order], out_scores[order], out_labels[order]
+    return out_boxes[order], out_scores[order], out_rows[order], layouts, voter_scores
+
+
+@njit(cache=True, nogil=True)
+def _ensemble_kernel(
+    boxes, scores, labels, num_classes, score_floor, nms_threshold, soft_method, soft_sigma,
+    soft_score_threshold, do_vote, vote_threshold, method, beta, max_detections,
+):
+    out_boxes, out_scores, rows, _, _ = _merge(
+        boxes, scores, labels, num_classes, score_floor, nms_threshold, soft_method, soft_sigma,
+        soft_score_threshold, do_vote, vote_threshold, method, beta, max_detections,
+    )
+    return out_boxes, out_scores, labels[rows]
+
+
+@njit(cache=True, nogil=True)
+def _pose_ensemble_kernel(
+    boxes, scores, labels, keypoints, num_classes, score_floor, nms_threshold, soft_method,
+    soft_sigma, soft_score_threshold, do_vote, vote_threshold, method, beta, max_detections,
+):
+    """`_ensemble_kernel` plus the kept boxes' `(K, J, 3)` keypoints, in the dtype of
+    `keypoints` (one compiled signature per keypoint dtype): each kept box's voters'
+    vote (keypoint_voting.vote_keypoints) or, without voting, its own keypoints."""
+    out_boxes, out_scores, rows, layouts, voter_scores = _merge(
+        boxes, scores, labels, num_classes, score_floor, nms_threshold, soft_method, soft_sigma,
+        soft_score_threshold, do_vote, vote_threshold, method, beta, max_detections,
+    )
+    out_keypoints = np.empty((rows.shape[0], keypoints.shape[1], 3), dtype=keypoints.dtype)
+    sums = np.empty((keypoints.shape[1], 3), dtype=np.float64)
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        if not do_vote:
+            out_keypoints[k] = keypoints[r]
+            continue
+        c = labels[r]
+        start, end = layouts.starts[c], layouts.starts[c + 1]
+        _, x1, y1, x2, y2, area, bucket_start, x_min, inv_cell = class_layout(layouts, c)
+        vote_keypoints(boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3], r, x1, y1, x2, y2,
+                       area, bucket_start, x_min, inv_cell, voter_scores[start:end],
+                       layouts.source[start:end], keypoints, vote_threshold, sums,
+                       out_keypoints, k)
+    return out_boxes, out_scores, labels[rows], out_keypoints
 
 
 def _check_labels(labels, count: int) -> np.ndarray:
@@ -159,6 +208,50 @@ def _check_labels(labels, count: int) -> np.ndarray:
     if array.size and array.min() < 0:
         raise ValueError("labels must be non-negative class indices")
     return array
+
+
+def _checked_inputs(boxes, scores, labels, nms_threshold, vote_threshold, scoring, score_floor,
+                    max_detections, soft_nms, beta, soft_nms_sigma, soft_nms_score_threshold):
+    """The checked `(boxes, scores, labels)` (the caller's arrays, not copied) and the
+    kernels' scalar options after `num_classes`, in their order; ValueError otherwise."""
+    boxes = check_boxes(boxes)
+    scores = check_scores(scores, boxes.shape[0])
+    labels = _check_labels(labels, boxes.shape[0])
+    nms_threshold = check_threshold(nms_threshold, "nms_threshold")
+    score_floor = float(score_floor)  # -inf is allowed: keep every candidate
+    if math.isnan(score_floor):
+        raise ValueError("score_floor must not be NaN")
+    do_vote = vote_threshold is not None
+    vote_threshold = check_threshold(vote_threshold, "vote_threshold") if do_vote else 1.0
+    method = scoring_code(scoring)
+    beta = check_positive(beta, "beta")
+    if do_vote and scoring == "temp_avg":
+        check_probabilities(scores[scores > score_floor], scoring, "scores")
+    soft_method = 0 if soft_nms is None else soft_nms_method_code(soft_nms)
+    sigma = check_positive(soft_nms_sigma, "soft_nms_sigma")
+    soft_floor = check_threshold(soft_nms_score_threshold, "soft_nms_score_threshold")
+    if max_detections is None:
+        limit = -1
+    elif isinstance(max_detections, (int, np.integer)) and max_detections >= 0:
+        limit = int(max_detections)
+    else:
+        raise ValueError(
+            f"max_detections must be a non-negative int or None, got {max_detections!r}"
+        )
+    options = (score_floor, nms_threshold, soft_method, sigma, soft_floor, do_vote,
+               vote_threshold, method, beta, limit)
+    return boxes, scores, labels, options
+
+
+def _dense_labels(labels: np.ndarray) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """`(N,)` int64 class indices for the kernels, their count, and the distinct input
+    labels they index when sparse labels had to be renumbered (else None)."""
+    dense = labels.astype(np.int64)
+    num_classes = int(dense.max()) + 1
+    if num_classes > max(_DENSE_LABEL_LIMIT, 4 * dense.shape[0]):
+        classes, dense = np.unique(dense, return_inverse=True)
+        return dense, classes.shape[0], classes
+    return dense, num_classes, None
 
 
 def ensemble_detections(
@@ -192,31 +285,10 @@ def ensemble_detections(
         boxes `(K, 4)`, scores `(K,)` (float32 when the input was float32, else float64)
         and labels `(K,)` with the dtype of the input labels.
     """
-    boxes = check_boxes(boxes)
-    scores = check_scores(scores, boxes.shape[0])
-    labels = _check_labels(labels, boxes.shape[0])
-    nms_threshold = check_threshold(nms_threshold, "nms_threshold")
-    score_floor = float(score_floor)  # -inf is allowed: keep every candidate
-    if math.isnan(score_floor):
-        raise ValueError("score_floor must not be NaN")
-    do_vote = vote_threshold is not None
-    vote_threshold = check_threshold(vote_threshold, "vote_threshold") if do_vote else 1.0
-    method = scoring_code(scoring)
-    beta = check_positive(beta, "beta")
-    if do_vote and scoring == "temp_avg":
-        check_probabilities(scores[scores > score_floor], scoring, "scores")
-    soft_method = 0 if soft_nms is None else soft_nms_method_code(soft_nms)
-    sigma = check_positive(soft_nms_sigma, "soft_nms_sigma")
-    soft_floor = check_threshold(soft_nms_score_threshold, "soft_nms_score_threshold")
-    if max_detections is None:
-        limit = -1
-    elif isinstance(max_detections, (int, np.integer)) and max_detections >= 0:
-        limit = int(max_detections)
-    else:
-        raise ValueError(
-            f"max_detections must be a non-negative int or None, got {max_detections!r}"
-        )
-
+    boxes, scores, labels, options = _checked_inputs(
+        boxes, scores, labels, nms_threshold, vote_threshold, scoring, score_floor,
+        max_detections, soft_nms, beta, soft_nms_sigma, soft_nms_score_threshold,
+    )
     box_dtype, score_dtype = out_dtype(boxes), out_dtype(scores)
     if boxes.shape[0] == 0:
         return (
@@ -224,15 +296,9 @@ def ensemble_detections(
             np.zeros(0, dtype=score_dtype),
             np.zeros(0, dtype=labels.dtype),
         )
-    classes = None
-    dense = labels.astype(np.int64)
-    num_classes = int(dense.max()) + 1
-    if num_classes > max(_DENSE_LABEL_LIMIT, 4 * dense.shape[0]):
-        classes, dense = np.unique(dense, return_inverse=True)
-        num_classes = classes.shape[0]
+    dense, num_classes, classes = _dense_labels(labels)
     out_boxes, out_scores, out_labels = _ensemble_kernel(
-        f64(boxes), f64(scores), dense, num_classes, score_floor, nms_threshold, soft_method,
-        sigma, soft_floor, do_vote, vote_threshold, method, beta, limit,
+        f64(boxes), f64(scores), dense, num_classes, *options
     )
     if classes is not None:
         out_labels = classes[out_labels]
@@ -240,4 +306,68 @@ def ensemble_detections(
         out_boxes.astype(box_dtype, copy=False),
         out_scores.astype(score_dtype, copy=False),
         out_labels.astype(labels.dtype, copy=False),
+    )
+
+
+def ensemble_pose_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    keypoints: np.ndarray,
+    nms_threshold: float = 0.5,
+    vote_threshold: float | None = 0.8,
+    scoring: str = "id",
+    score_floor: float = 0.05,
+    max_detections: int | None = 100,
+    soft_nms: str | None = None,
+    beta: float = 1.0,
+    soft_nms_sigma: float = 0.5,
+    soft_nms_score_threshold: float = 0.001,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`ensemble_detections` for candidates that carry keypoints (a one-stage pose
+    detector), plus the kept detections' keypoints, in the same one call per image.
+
+    Boxes, scores and labels are exactly those of `ensemble_detections` with the same
+    arguments. Each kept detection's keypoints are the vote of the candidates that voted
+    for its box (same label, score > `score_floor`, IoU with the kept box >=
+    `vote_threshold`), by the rule of engine.ensemble.keypoint_voting; with
+    `vote_threshold` None, the kept candidate's own keypoints.
+
+    Args:
+        boxes, scores, labels: as `ensemble_detections`.
+        keypoints: `(N, J, 3)` float32/float64 (float16 is computed as float32) x, y in
+            original-image pixels and confidence >= 0, per candidate; a mirrored pass's
+            candidates must already be mirrored back with left/right joints swapped.
+
+    Returns:
+        boxes `(K, 4)`, scores `(K,)`, labels `(K,)` as `ensemble_detections`, and
+        keypoints `(K, J, 3)`, float32 when the input keypoints were float16/float32,
+        else float64.
+    """
+    boxes, scores, labels, options = _checked_inputs(
+        boxes, scores, labels, nms_threshold, vote_threshold, scoring, score_floor,
+        max_detections, soft_nms, beta, soft_nms_sigma, soft_nms_score_threshold,
+    )
+    keypoints = check_keypoints(keypoints, boxes.shape[0])
+    if vote_threshold is not None:
+        check_voter_scores(scores, float(score_floor))
+    box_dtype, score_dtype = out_dtype(boxes), out_dtype(scores)
+    if boxes.shape[0] == 0:
+        return (
+            np.zeros((0, 4), dtype=box_dtype),
+            np.zeros(0, dtype=score_dtype),
+            np.zeros(0, dtype=labels.dtype),
+            np.zeros((0,) + keypoints.shape[1:], dtype=keypoints.dtype),
+        )
+    dense, num_classes, classes = _dense_labels(labels)
+    out_boxes, out_scores, out_labels, out_keypoints = _pose_ensemble_kernel(
+        f64(boxes), f64(scores), dense, keypoints, num_classes, *options
+    )
+    if classes is not None:
+        out_labels = classes[out_labels]
+    return (
+        out_boxes.astype(box_dtype, copy=False),
+        out_scores.astype(score_dtype, copy=False),
+        out_labels.astype(labels.dtype, copy=False),
+        out_keypoints,
     )

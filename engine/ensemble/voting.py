@@ -103,6 +103,23 @@ def _write_vote(ax1, ay1, ax2, ay2, top_score, sums, method, beta, out_boxes, ou
     out_scores[o] = score
 
 
+@njit(cache=True, nogil=True, inline="always")
+def voter_window(ax1, ay1, ax2, ay2, bucket_start, x_min, inv_cell, vote_threshold):
+    """`(a_area, lo, hi)`: the area of the top box (ax1, ay1, ax2, ay2) and the layout
+    positions `[lo, hi)` that hold every candidate whose IoU with it can reach
+    `vote_threshold`. The boxes and the keypoints of a top box are voted over this window
+    with the same IoU test, so both see the same voters."""
+    a_area = 0.0
+    if ax2 - ax1 > 0.0 and ay2 - ay1 > 0.0:
+        a_area = (ax2 - ax1) * (ay2 - ay1)
+    if vote_threshold <= 0.0:
+        return a_area, 0, bucket_start[bucket_start.shape[0] - 1]  # even IoU 0 reaches it
+    if a_area <= 0.0:
+        return a_area, 0, 0  # IoU 0 with everything: nobody votes
+    lo, hi = overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, vote_threshold)
+    return a_area, lo, hi
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def vote_one(
     ax1: float,
@@ -128,16 +145,8 @@ def vote_one(
 ) -> None:
     """Vote the xyxy box (ax1, ay1, ax2, ay2) against a layout (boxes.x_bucket_layout,
     `scores` in the layout's order); write the result to row `o` of the outputs."""
-    a_area = 0.0
-    if ax2 - ax1 > 0.0 and ay2 - ay1 > 0.0:
-        a_area = (ax2 - ax1) * (ay2 - ay1)
-    n = x1.shape[0]
-    if vote_threshold <= 0.0:
-        lo, hi = 0, n  # every candidate's IoU (even 0) reaches the threshold
-    elif a_area <= 0.0:
-        lo, hi = 0, 0  # IoU 0 with everything: nobody votes
-    else:
-        lo, hi = overlap_window(bucket_start, x_min, inv_cell, ax1, ax2, vote_threshold)
+    a_area, lo, hi = voter_window(ax1, ay1, ax2, ay2, bucket_start, x_min, inv_cell,
+                                  vote_threshold)
     inv_beta = 1.0 / beta
     sums = NO_VOTES
     for j in range(hi - lo):
@@ -172,15 +181,19 @@ def nms_vote_layout(
     vote_threshold: float,
     method: int,
     beta: float,
+    source: np.ndarray,
     out_boxes: np.ndarray,
     out_scores: np.ndarray,
+    out_rows: np.ndarray,
     o: int,
 ) -> int:
     """Greedy NMS (nms.nms_layout) of a layout with each kept box voted (`vote_one`)
     in the same scan; kept boxes go to output rows `o, o + 1, ...` in visiting order.
 
     `scores` are the boxes' `(n,)` scores in layout order, `suppressed` a `(n,)` uint8
-    scratch of zeros. Returns the row after the last one written.
+    scratch of zeros, `source` the `(n,)` input row each layout position holds; a kept
+    box's input row goes to `out_rows` (the caller finds its label and keypoints there).
+    Returns the row after the last one written.
 
     Valid only when `can_fuse` (0 < vote_threshold, nms_threshold <= vote_threshold):
     then IoU >= vote_threshold implies IoU >= nms_threshold, so the window NMS scans for
@@ -211,6 +224,7 @@ def nms_vote_layout(
                 sums = _add_voter(sums, scores[q], iou, x1[q], y1[q], x2[q], y2[q], method,
                                   beta, inv_beta)
         _write_vote(ax1, ay1, ax2, ay2, scores[p], sums, method, beta, out_boxes, out_scores, o)
+        out_rows[o] = source[p]
         o += 1
     return o
 

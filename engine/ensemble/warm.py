@@ -6,10 +6,11 @@ The kernels are `@njit(cache=True)`: the first call of each signature in a proce
 loads machine code from Numba's cache or compiles it (seconds per kernel) and writes it
 there. The Docker images run this module at build time, so a container's first labeled
 image does not pay for compilation. It calls the public functions of `engine.ensemble` on
-tiny arrays, in float32 and float64 where they take both (heatmap kernels compile one
-signature per dtype; box kernels always run on float64 copies), with every scoring
-method, both soft-NMS methods, with and without voting, and every heatmap refinement,
-so each branch the labeling path can take has run once.
+tiny arrays, in float32 and float64 where they take both (heatmap and keypoint-voting
+kernels compile one signature per dtype; box kernels always run on float64 copies), with
+every scoring method, both soft-NMS methods, with and without voting (of boxes alone and
+with keypoints), and every heatmap refinement, so each branch the labeling path can take
+has run once.
 
 Where the cache lives: `$NUMBA_CACHE_DIR` when set (the images set it), else the
 `__pycache__` folder beside each source file when writable, else a per-user folder.
@@ -94,6 +95,11 @@ def _warm_boxes(rng: np.random.Generator) -> None:
             ensemble.ensemble_detections(boxes, scores, labels, soft_nms=method)
             ensemble.soft_nms(boxes, scores, method=method)
         ensemble.nms(boxes, scores, 0.5)
+        # Keypoint voting compiles one signature per keypoint dtype, whatever the boxes' dtype.
+        keypoints = rng.uniform(0.0, 64.0, size=(24, 5, 3)).astype(dtype)
+        for options in (dict(), dict(vote_threshold=0.3), dict(vote_threshold=None),
+                        dict(soft_nms="linear")):
+            ensemble.ensemble_pose_detections(boxes, scores, labels, keypoints, **options)
 
 
 def _warm_keypoints(rng: np.random.Generator) -> None:
