@@ -41,7 +41,7 @@ import numpy as np
 
 from benchmarks.common import write_report
 from engine.label.batches import chunk_images, make_batches
-from engine.label.views import TransformPlan, make_views
+from engine.label.views import Padding, TransformPlan, make_views
 from engine.scaling import round_up, scaled_size
 
 PLANS: dict[str, tuple[int, ...]] = {"1 scale": (800,), "2 scales": (600, 800),
@@ -181,7 +181,7 @@ def _sync(device: Any) -> None:
 # ---- 2. throughput ------------------------------------------------------------------
 def host_batches(images: list[np.ndarray], plan: TransformPlan, stride: int, batch_size: int):
     """(B, 3, Hp, Wp) uint8 host batches of a chunk of images, as the pipeline makes them."""
-    return [b.pixels for b in make_batches([make_views(i, plan, stride) for i in images], batch_size)]
+    return [b.pixels for b in make_batches([make_views(i, plan, Padding(stride)) for i in images], batch_size)]
 
 
 def device_batches(images: list[np.ndarray], plan: TransformPlan, stride: int, batch_size: int, device: Any):
@@ -190,7 +190,7 @@ def device_batches(images: list[np.ndarray], plan: TransformPlan, stride: int, b
 
     from engine.label.device_views import make_device_views, upload
 
-    views = [make_device_views(upload(i, device), plan, stride) for i in images]
+    views = [make_device_views(upload(i, device), plan, Padding(stride)) for i in images]
     return [b.pixels for b in make_batches(views, batch_size, stack=torch.stack)]
 
 

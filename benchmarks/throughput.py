@@ -42,6 +42,7 @@ import numpy as np
 
 from benchmarks.common import best_of_interleaved, link_images, write_report
 from benchmarks.ensemble_reference import detectron_loop_ensemble, opencv_average_argmax
+from engine.coco.geometry import xywh_to_xyxy
 from engine.backends.base import ActiveModel
 from engine.crops import warp_crop
 from engine.label.batches import chunk_images, make_batches
@@ -52,7 +53,7 @@ from engine.label.labeler import LabelSettings
 from engine.label.merge import Detections, MergeSettings, merge_candidates
 from engine.label.request import Inputs, LabelRequest
 from engine.label.run import inference_policy, label, open_teachers
-from engine.label.views import TransformPlan, format_scales, make_views
+from engine.label.views import Padding, TransformPlan, format_scales, make_views
 from engine.options import LabelingOptions, ModelOptions, RuntimeOptions, positive_int
 from engine.modelcard import ModelCard
 from engine.scaling import round_up, scaled_size
@@ -76,11 +77,11 @@ class ReplayedModel:
 @dataclass
 class RawRun:
     """One raw run: its seconds, each image's candidates (from the replayed detector
-    outputs, for the ensemble's scaling), the detector's stride."""
+    outputs, for the ensemble's scaling), the detector's view padding."""
 
     wall_seconds: float
     candidates: list[Candidates]
-    stride: int
+    padding: Padding
 
 
 def raw_run(request: LabelRequest, settings: LabelSettings, images: list[np.ndarray],
@@ -118,13 +119,13 @@ def raw_run(request: LabelRequest, settings: LabelSettings, images: list[np.ndar
     replay = ReplayedModel(detector.card, outputs["detector"])
     candidates = [c for chunk_views in views
                   for c in detect_views(chunk_views, replay, batch_size, settings.merge.score_floor)]
-    return RawRun(seconds, candidates, labeler.stride)
+    return RawRun(seconds, candidates, labeler.padding)
 
 
 def _person_crops(image: np.ndarray, record: dict, card) -> list[np.ndarray]:
     """`(3, Hc, Wc)` uint8 crops of a record's people (the detections with keypoints)."""
-    boxes = np.array([[x, y, x + w, y + h] for d in record["detections"] if "keypoints" in d
-                      for x, y, w, h in [d["bbox"]]], np.float32).reshape(-1, 4)
+    boxes = xywh_to_xyxy(np.array([d["bbox"] for d in record["detections"] if "keypoints" in d],
+                                  np.float32).reshape(-1, 4))
     dets = Detections(boxes, np.ones(len(boxes), np.float32), np.zeros(len(boxes), np.int64))
     return [warp_crop(image, box, tuple(card.input_size)).transpose(2, 0, 1)
             for box in crop_boxes_for(dets, np.arange(len(boxes)), card)]
@@ -212,10 +213,10 @@ def images_per_second(work, items: list, threads: int, min_seconds: float = 0.5)
 
 
 def stage_scaling(files: list[Path], images: list[np.ndarray], candidates: list[Candidates],
-                  plan: TransformPlan, stride: int, merge: MergeSettings) -> dict[str, dict[int, float]]:
+                  plan: TransformPlan, padding: Padding, merge: MergeSettings) -> dict[str, dict[int, float]]:
     stages = {
         "decode": (decode_file, files),
-        "views": (lambda image: make_views(image, plan, stride), images),
+        "views": (lambda image: make_views(image, plan, padding), images),
         "ensemble": (lambda c: merge_candidates(c, merge), candidates),
     }
     counts = range(1, (os.cpu_count() or 1) + 1)
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         }, args.repeats, seconds=lambda run: run.wall_seconds)
         summary, raw = best["pipeline"], best["raw"]
         naive = None if args.skip_naive else naive_run(request, settings, files)
-        scaling = stage_scaling(files, images, raw.candidates, settings.plan, raw.stride, settings.merge)
+        scaling = stage_scaling(files, images, raw.candidates, settings.plan, raw.padding, settings.merge)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

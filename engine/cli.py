@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.convert.cli",
     "trainer.cli",
     "export.cli",
+    "export.importers.cli",
 )
 
 

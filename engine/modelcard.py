@@ -14,28 +14,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from engine.errors import UserError
 from engine.json_file import read_json_object
+from engine.errors import UserError
 
 CARD_KEY = "distill.model_card"
 CARD_FORMAT = "distill-model-card-v1"
 TASKS = ("detect", "keypoints")
 DETECTOR_INPUT = "images"
 DETECTOR_OUTPUTS = ("boxes", "scores", "labels")
+# A one-stage pose detector's extra output: (B, K, J, 3) x, y in input pixels, confidence.
+DETECTOR_KEYPOINTS = "keypoints"
 KEYPOINT_INPUT = "crops"
 KEYPOINT_OUTPUTS = ("heatmaps",)
 # Heatmap peak refinements the engine implements (engine.ensemble.keypoints).
 HEATMAP_DECODERS = ("argmax", "quarter", "dark", "window")
+# Where a view sits in its padded input: our exports' top-left corner, or centred as
+# Ultralytics' letterbox places it.
+PAD_POSITIONS = ("top-left", "center")
 # Dtypes as ONNX Runtime spells them; TensorRT and numpy names are mapped onto these.
 _OUTPUT_DTYPES = {
     "boxes": ("float32",),
     "scores": ("float32",),
     "labels": ("int32",),
     "heatmaps": ("float32", "float16"),
+    "keypoints": ("float32",),
 }
 
 
@@ -87,9 +93,23 @@ class ModelCard:
     exporter: dict[str, Any] = field(default_factory=dict)  # versions, opset
     checkpoint_sha256: str = ""
     format: str = CARD_FORMAT
+    # What a graph from elsewhere (`distill import`) needs of the engine's views; our own
+    # exports keep the defaults. Written only where they differ from the defaults
+    # (`to_json`), so older cards read, and hash, as they always did.
+    pad_multiple: int | None = None  # views padded to multiples of this (None: the largest stride; 1: any size)
+    pad_value: int = 0  # grey level of the padding (Ultralytics letterboxes with 114)
+    pad_position: str = "top-left"  # PAD_POSITIONS: where the resized image sits in the padded view
+    fixed_input: list[int] | None = None  # detector: the only input [H, W] the graph takes; views padded to it
+    fixed_batch: int | None = None  # 1: the graph takes one image (or crop) per call; None: any batch
+    post_nms: bool = False  # detector: outputs after the model's own NMS (the engine still merges the passes)
+    clip_after_merge: bool = False  # detector: boxes clipped to the image after the merge, not per view (Ultralytics)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        for name in _IMPORT_FIELDS:
+            if data[name] == _FIELD_DEFAULTS[name]:
+                del data[name]
+        return json.dumps(data, sort_keys=True)
 
     def sha256(self) -> str:
         """Hash of the card's canonical JSON: two models with equal hashes are interchangeable
@@ -99,6 +119,16 @@ class ModelCard:
     @property
     def max_stride(self) -> int:
         return max(self.strides)
+
+    @property
+    def view_multiple(self) -> int:
+        """A detector's views are padded to multiples of this many px."""
+        return self.pad_multiple if self.pad_multiple is not None else self.max_stride
+
+    @property
+    def has_keypoints(self) -> bool:
+        """A detector that also outputs each candidate's keypoints (one-stage pose)."""
+        return self.task == "detect" and DETECTOR_KEYPOINTS in self.outputs
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str) -> "ModelCard":
@@ -146,30 +176,73 @@ class ModelCard:
             fail(f"input {self.input_layout}/{self.input_dtype}/{self.pixel_format} is not NCHW/uint8/RGB")
         if self.normalization != "in-graph":
             fail(f"normalization {self.normalization!r} is not supported (only 'in-graph')")
+        self._check_geometry(fail)
         if self.task == "detect":
-            if self.input_name != DETECTOR_INPUT or tuple(self.outputs) != DETECTOR_OUTPUTS:
-                fail(f"detector must read {DETECTOR_INPUT!r} and write {list(DETECTOR_OUTPUTS)}")
+            allowed = (list(DETECTOR_OUTPUTS), [*DETECTOR_OUTPUTS, DETECTOR_KEYPOINTS])
+            if self.input_name != DETECTOR_INPUT or list(self.outputs) not in allowed:
+                fail(f"detector must read {DETECTOR_INPUT!r} and write {list(DETECTOR_OUTPUTS)} "
+                     f"(and {DETECTOR_KEYPOINTS!r} for a one-stage pose detector)")
             if not isinstance(self.topk, int) or self.topk <= 0:
                 fail(f"topk {self.topk!r} must be a positive integer for a detector")
+            if self.has_keypoints:
+                self._check_keypoint_schema(fail)
         else:
             if self.input_name != KEYPOINT_INPUT or tuple(self.outputs) != KEYPOINT_OUTPUTS:
                 fail(f"keypoint model must read {KEYPOINT_INPUT!r} and write {list(KEYPOINT_OUTPUTS)}")
-            size = self.input_size
-            if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-                fail(f"input_size {size!r} must be [Hc, Wc]")
-            if not self.keypoint_names:
-                fail("keypoint_names is empty")
-            joints = len(self.keypoint_names)
-            for left, right in self.flip_pairs:
-                if not (0 <= left < joints and 0 <= right < joints):
-                    fail(f"flip pair {[left, right]} is outside 0..{joints - 1}")
+            if not _is_size(self.input_size):
+                fail(f"input_size {self.input_size!r} must be [Hc, Wc]")
+            if self.fixed_input is not None:
+                fail("fixed_input is for detectors; a keypoint model's crop size is input_size")
+            self._check_keypoint_schema(fail)
             if not (isinstance(self.crop_padding, (int, float)) and self.crop_padding >= 1.0):
                 fail(f"crop_padding {self.crop_padding!r} must be a number >= 1")
             if self.heatmap_decoder not in HEATMAP_DECODERS:
                 fail(f"heatmap_decoder {self.heatmap_decoder!r} is not one of {list(HEATMAP_DECODERS)}")
-            for a, b in self.skeleton:
-                if not (1 <= a <= joints and 1 <= b <= joints):
-                    fail(f"skeleton edge {[a, b]} is outside 1..{joints} (1-based)")
+
+    def _check_keypoint_schema(self, fail) -> None:
+        if not self.keypoint_names:
+            fail("keypoint_names is empty")
+        joints = len(self.keypoint_names)
+        for left, right in self.flip_pairs:
+            if not (0 <= left < joints and 0 <= right < joints):
+                fail(f"flip pair {[left, right]} is outside 0..{joints - 1}")
+        for a, b in self.skeleton:
+            if not (1 <= a <= joints and 1 <= b <= joints):
+                fail(f"skeleton edge {[a, b]} is outside 1..{joints} (1-based)")
+
+    def _check_geometry(self, fail) -> None:
+        """The fields of graphs from elsewhere (padding, fixed sizes, post-NMS)."""
+        if self.pad_multiple is not None and not _is_positive_int(self.pad_multiple):
+            fail(f"pad_multiple {self.pad_multiple!r} must be a positive integer")
+        if not (_is_int(self.pad_value) and 0 <= self.pad_value <= 255):
+            fail(f"pad_value {self.pad_value!r} must be a grey level 0..255")
+        if self.pad_position not in PAD_POSITIONS:
+            fail(f"pad_position {self.pad_position!r} is not one of {list(PAD_POSITIONS)}")
+        if self.fixed_input is not None and not _is_size(self.fixed_input):
+            fail(f"fixed_input {self.fixed_input!r} must be [H, W]")
+        if self.fixed_batch not in (None, 1) or isinstance(self.fixed_batch, bool):
+            # The last batch of a view shape is short, so only a batch of 1 fits every call.
+            fail(f"fixed_batch {self.fixed_batch!r} must be 1 or null (any batch size)")
+        for name in ("post_nms", "clip_after_merge"):
+            if not isinstance(getattr(self, name), bool):
+                fail(f"{name} {getattr(self, name)!r} must be true or false")
+
+
+_IMPORT_FIELDS = ("pad_multiple", "pad_value", "pad_position", "fixed_input", "fixed_batch", "post_nms",
+                  "clip_after_merge")
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(ModelCard) if f.name in _IMPORT_FIELDS}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_positive_int(v) for v in value)
 
 
 def card_from_metadata(metadata: Mapping[str, str], source: str) -> ModelCard:
@@ -216,6 +289,9 @@ def validate_card(card: ModelCard, graph: GraphSignature, source: str) -> None:
         fail(f"input {inp.name!r} is {inp.dtype}, card says {card.input_dtype}")
     if len(inp.shape) != 4 or inp.shape[1] not in (3, None):
         fail(f"input {inp.name!r} has shape {_fmt(inp.shape)}, card says NCHW with 3 channels")
+    if inp.shape[0] != card.fixed_batch:
+        fail(f"input {inp.name!r} has shape {_fmt(inp.shape)}, card says "
+             + ("any batch size" if card.fixed_batch is None else f"batches of {card.fixed_batch}"))
     names = [t.name for t in graph.outputs]
     if sorted(names) != sorted(card.outputs):
         fail(f"graph outputs are {names}, card says {card.outputs}")
@@ -230,7 +306,13 @@ def validate_card(card: ModelCard, graph: GraphSignature, source: str) -> None:
 
 
 def _check_detector(card: ModelCard, inp: TensorSpec, outputs: dict[str, TensorSpec], fail) -> None:
+    size = tuple(card.fixed_input) if card.fixed_input is not None else (None, None)
+    if inp.shape[2:] != size:
+        fail(f"input {inp.name!r} has shape {_fmt(inp.shape)}, card says "
+             + ("any height and width" if card.fixed_input is None else f"only {card.fixed_input[0]}x{card.fixed_input[1]}"))
     expected = {"boxes": (None, card.topk, 4), "scores": (None, card.topk), "labels": (None, card.topk)}
+    if card.has_keypoints:
+        expected[DETECTOR_KEYPOINTS] = (None, card.topk, len(card.keypoint_names), 3)
     for name, want in expected.items():
         got = outputs[name].shape
         if len(got) != len(want) or any(w is not None and g is not None and g != w

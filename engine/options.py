@@ -211,23 +211,33 @@ class LabelingOptions:
 
 
 class InputOptions:
-    """The images -> `Inputs`: --images DIR or --list FILE, and --max-pixels."""
+    """The images -> `Inputs`: --images DIR|TAR|PATTERN|URL or --list FILE, --max-pixels and
+    --dedupe."""
 
     def add(self, parser: argparse.ArgumentParser) -> None:
         from engine.label.request import Inputs
 
         source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--images", type=Path, help="folder of images (searched recursively)")
+        source.add_argument("--images", metavar="DIR|TAR|PATTERN|URL",
+                            help="folder of images (searched recursively; tar shards in it are read in place), "
+                                 "a tar shard (WebDataset: records named 00042.tar/key.jpg), a brace "
+                                 "pattern of shards such as 'dump/{00000..00099}.tar', or an object-storage "
+                                 "prefix such as s3://bucket/images (pip install 'distill[storage]'; "
+                                 "credentials from the environment or the AWS config)")
         source.add_argument("--list", type=Path, help="text file of image paths, relative to its folder or absolute")
         parser.add_argument("--max-pixels", type=positive_int,
                             help=f"refuse images with more pixels than this, read from the header "
                                  f"(default {default_of(Inputs, 'max_pixels')})")
+        parser.add_argument("--dedupe", action="store_true",
+                            help="an image whose bytes equal an earlier image's is not labeled again: its record "
+                                 "points at the first one ({\"file_name\", \"duplicate_of\"}), and distill select "
+                                 "skips it")
 
     def parse(self, args: argparse.Namespace):
         from engine.label.request import Inputs
 
         given = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
-        return Inputs(images=args.images, list_file=args.list, **given)
+        return Inputs(images=args.images, list_file=args.list, dedupe=args.dedupe, **given)
 
 
 class RuntimeOptions:

@@ -16,12 +16,15 @@ process-wide and race the other threads, so the message is left alone.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from engine.label.discover import Source
 
 # Pillow's own bound (Image.MAX_IMAGE_PIXELS: a 24-bit image of this size takes about
 # 0.5 GiB, and Pillow warns above it). Reusing it gives a limit that users of other tools
@@ -107,8 +110,33 @@ def decode_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     The whole file is read first (one read, then the decode is pure CPU that releases
     the GIL). Raises DecodeError with a one-line reason for unreadable files too.
     """
+    return decode_bytes(read_file(path), max_pixels)
+
+
+def decode_source(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode what discovery found: a file, or bytes from elsewhere (a tar member, an
+    object); the same guards either way. See `decode_bytes` for the result; DecodeError
+    with a one-line reason."""
+    return decode_bytes(read_source(source), max_pixels)
+
+
+def read_source(source: Source) -> bytes:
+    """The bytes of what discovery found (a file, a tar member, an object); DecodeError
+    with a one-line reason when they cannot be read."""
+    return source.read() if source.read is not None else read_file(source.path)
+
+
+def content_digest(data: bytes) -> bytes:
+    """A 128-bit digest of `data` that tells exact duplicates apart: BLAKE2b from the
+    standard library (no new dependency; about 0.9 GB/s a core here, far above JPEG
+    decoding), 16 bytes, so that accidental collisions stay out of reach at 10^9 files."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def read_file(path: Path) -> bytes:
+    """A file's bytes; DecodeError with a one-line reason when it cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except PermissionError:
         raise DecodeError("permission denied") from None
     except FileNotFoundError:
@@ -119,4 +147,3 @@ def decode_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         if e.errno == errno.ELOOP:
             raise DecodeError("symlink loop") from None
         raise DecodeError(f"cannot read file: {e.strerror or e}") from None
-    return decode_bytes(data, max_pixels)

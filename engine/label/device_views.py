@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.label.views import TransformPlan, View
-from engine.scaling import round_up, scaled_size
+from engine.label.views import Padding, TransformPlan, View
+from engine.scaling import scaled_size
 
 if TYPE_CHECKING:  # annotations only; torch stays a lazy import
     import torch
@@ -110,10 +110,10 @@ def upload(image: np.ndarray, device: "torch.device | str") -> "torch.Tensor":
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def make_device_views(image: "torch.Tensor", plan: TransformPlan, stride: int) -> list[View]:
+def make_device_views(image: "torch.Tensor", plan: TransformPlan, padding: Padding) -> list[View]:
     """Every view of `image` `(H, W, 3)` uint8 RGB on its device, in `plan.passes`
     order, as `make_views` makes them: `View.pixels` is a `(3, Hp, Wp)` uint8 tensor on
-    the image's device (zero padded to multiples of `stride`), the other fields equal."""
+    the image's device (padded as `padding` says), the other fields equal."""
     height, width = int(image.shape[0]), int(image.shape[1])
     # Planar once per image: gathers along rows and columns of a planar copy ran 1.7x
     # faster than on the strided HWC view (CPU, measured); the copy is one pass.
@@ -126,7 +126,9 @@ def make_device_views(image: "torch.Tensor", plan: TransformPlan, stride: int) -
             # The mirrored view reuses the resized pixels, as make_views does.
             resized = chw if (h, w) == (height, width) else resize_linear(chw, (h, w))
         source = resized.flip(2) if flipped else resized
-        pixels = image.new_zeros((3, round_up(h, stride), round_up(w, stride)))
-        pixels[:, :h, :w] = source
-        views.append(View(pixels, (h, w), (height, width), scale, flipped))
+        padded = padding.padded_shape(h, w)
+        top, left = padding.offset(h, w, padded)
+        pixels = image.new_full((3, *padded), padding.value)
+        pixels[:, top:top + h, left:left + w] = source
+        views.append(View(pixels, (h, w), (height, width), scale, flipped, (top, left)))
     return views

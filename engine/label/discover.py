@@ -1,11 +1,15 @@
 """Discovery: which files a labeling run reads, found lazily and in a fixed order.
 
-Two kinds of input: a folder walked recursively (`discover_folder`) or a text file that
-lists paths (`read_list`). Both are generators, so the pipeline starts decoding the first
-image while the rest of a large dump is still being found, and memory does not grow with
-the number of images. The order is deterministic (names sorted within each directory),
-so two runs over the same tree see the images in the same order and a resumed run's
-shards line up with the first run's.
+The kinds of input: a folder walked recursively (`discover_folder`), a text file that
+lists paths (`read_list`), tar shards (engine.label.tar): one archive, a brace pattern
+of them (`dump/{00000..00099}.tar`), or archives met in a folder or a list, whose image
+members are read in place (named `00042.tar/key.jpg`), and object storage
+(engine.label.storage: `s3://bucket/prefix`, walked as a folder is). All are generators, so the
+pipeline starts decoding the first image while the rest of a large dump is still being
+found, and memory does not grow with the number of images. The order is deterministic
+(names sorted within each directory, members in archive order, patterns in expansion
+order), so two runs over the same input see the images in the same order and a resumed
+run's shards line up with the first run's.
 
 Discovery never raises for one bad entry: what it already knows is unusable (a symlink
 loop, a broken symlink, a directory it cannot list) comes out as a `Source` with
@@ -17,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,16 +38,20 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 class Source:
     """One input as discovery found it.
 
-    path: the path to open.
+    path: the path to open (for a tar member: the archive's path joined with the
+        member's name, which only names it).
     name: what records call it: the POSIX path relative to the input root, or the
         absolute path for an absolute entry of a list file.
     problem: set when discovery already knows the entry is unusable (the one-line reason
         for failures.jsonl); None for an entry the decoder should try.
+    read: for an input that is not a local file of its own (a tar member, an object in
+        storage), returns its bytes or raises DecodeError; None: read the file at `path`.
     """
 
     path: Path
     name: str
     problem: str | None = None
+    read: Callable[[], bytes] | None = None
 
 
 def is_image_name(name: str) -> bool:
@@ -89,14 +97,18 @@ def _file_problem(entry: os.DirEntry[str]) -> str | None:
     return "not a regular file"
 
 
-def discover_folder(root: Path) -> Iterator[Source]:
+def discover_folder(root: Path, with_bytes: bool = True) -> Iterator[Source]:
     """Every image file under `root`, depth-first, entries of each directory sorted by
-    name (directories and files interleaved in that order), hidden names skipped.
+    name (directories and files interleaved in that order), hidden names skipped; a tar
+    archive (engine.label.tar.TAR_SUFFIXES) is replaced by its image members, in place.
+    with_bytes=False: tar members are listed without being read (for counting).
 
     Directory symlinks are followed, but a directory (by device and inode) is entered at
     most once: a symlink that would re-enter one comes out as a Source with a problem
     instead, which also ends symlink loops such as `sub/back -> ..`.
     """
+    from engine.label.tar import is_tar_name, tar_sources
+
     root = Path(root)
     visited: set[tuple[int, int]] = set()
     try:
@@ -128,6 +140,12 @@ def discover_folder(root: Path) -> Iterator[Source]:
             yield from _enter(path, root, stack)
         elif is_image_name(entry.name):
             yield Source(path, name, _file_problem(entry))
+        elif is_tar_name(entry.name):
+            problem = _file_problem(entry)
+            if problem is None:
+                yield from tar_sources(path, name, with_bytes)
+            else:
+                yield Source(path, name, problem)
 
 
 def _enter(
@@ -144,14 +162,17 @@ def _enter(
     stack.append((directory, iter(entries)))
 
 
-def read_list(list_file: Path) -> Iterator[Source]:
+def read_list(list_file: Path, with_bytes: bool = True) -> Iterator[Source]:
     """The paths named by a text file, one per line, read line by line.
 
     Surrounding whitespace is stripped; blank lines and lines starting with "#" are
     skipped. A relative path is taken relative to the list file's own folder and keeps
     the line as its name; an absolute path is its own name. Entries are not filtered by
-    extension: a list is an explicit request, and the decoder reports what it cannot read.
+    extension: a list is an explicit request, and the decoder reports what it cannot read;
+    a tar archive's entry stands for its image members (with_bytes: see discover_folder).
     """
+    from engine.label.tar import is_tar_name, tar_sources
+
     list_file = Path(list_file)
     base = list_file.parent
     with open(list_file, encoding="utf-8") as lines:
@@ -160,28 +181,72 @@ def read_list(list_file: Path) -> Iterator[Source]:
             if not entry or entry.startswith("#"):
                 continue
             path = Path(entry)
-            if path.is_absolute():
-                yield Source(path, str(path))
+            name = str(path) if path.is_absolute() else entry
+            path = path if path.is_absolute() else base / path
+            if is_tar_name(entry):
+                yield from tar_sources(path, name, with_bytes)
             else:
-                yield Source(base / path, entry)
+                yield Source(path, name)
 
 
-def open_sources(images: Path | None, list_file: Path | None) -> tuple[Path, Iterator[Source]]:
-    """The input root (the folder names are relative to) and the stream of sources.
+def _pattern_sources(pattern: str, with_bytes: bool) -> tuple[Path, Iterator[Source]]:
+    """A brace pattern of tar shards (`dump/{00000..00099}.tar`): the folder above its
+    first brace is the root, each shard is named relative to it; a shard the pattern names
+    but that does not exist is a Source with a problem."""
+    from engine.label.tar import expand_braces, is_tar_name, tar_sources
 
-    Exactly one of `images` (a folder) and `list_file` must be given. Raises `UserError`
-    for a missing folder, a path that is not a folder, or a missing or unreadable list
-    file; an empty folder is not an error here (the caller decides).
+    try:
+        paths = expand_braces(pattern)
+    except ValueError as error:
+        raise UserError(f"{error}: {pattern}") from None
+    not_tar = next((p for p in paths if not is_tar_name(p)), None)
+    if not_tar is not None:
+        raise UserError(f"a brace pattern names tar shards (.tar, .tar.gz, ...), not {not_tar}: {pattern}")
+    root = os.path.dirname(pattern[:pattern.index("{")])
+
+    def sources() -> Iterator[Source]:
+        for path in paths:
+            name = Path(path).relative_to(root).as_posix() if root else path
+            if Path(path).is_file():
+                yield from tar_sources(Path(path), name, with_bytes)
+            else:
+                yield Source(Path(path), name, "file not found" if not Path(path).exists() else "not a regular file")
+
+    return Path(root or "."), sources()
+
+
+def open_sources(images: Path | str | None, list_file: Path | None,
+                 with_bytes: bool = True) -> tuple[Path | str, Iterator[Source]]:
+    """The input root (the folder names are relative to; for a URL, the URL as a str) and
+    the stream of sources.
+
+    Exactly one of `images` (a folder, a tar archive, a brace pattern of them, or an
+    object-storage URL: engine.label.storage) and `list_file` must be given. with_bytes=False: list tar members without reading them
+    (for counting). Raises `UserError` for a missing input, a file that is neither a
+    folder nor a tar archive, or a missing or unreadable list file; an empty folder is not
+    an error here (the caller decides).
     """
+    from engine.label.storage import is_url
+    from engine.label.tar import has_braces, is_tar_name, tar_sources
+
     if (images is None) == (list_file is None):
         raise UserError("give exactly one of an image folder and a list file")
+    if images is not None and is_url(str(images)):
+        from engine.label.storage import open_storage, storage_sources
+
+        fs, path = open_storage(str(images))
+        return str(images).rstrip("/"), storage_sources(fs, path, with_bytes)
     if images is not None:
+        if not Path(images).exists() and has_braces(str(images)):
+            return _pattern_sources(str(images), with_bytes)
         images = Path(images)
         if not images.exists():
             raise UserError(f"image folder not found: {images}")
+        if images.is_file() and is_tar_name(images.name):
+            return images.parent, tar_sources(images, images.name, with_bytes)
         if not images.is_dir():
-            raise UserError(f"not a folder: {images}")
-        return images, discover_folder(images)
+            raise UserError(f"not a folder or a tar archive: {images}")
+        return images, discover_folder(images, with_bytes)
     assert list_file is not None
     list_file = Path(list_file)
     # Open once now so that a bad list is a one-line error before any work starts;
@@ -198,4 +263,4 @@ def open_sources(images: Path | None, list_file: Path | None) -> tuple[Path, Ite
         raise UserError(f"cannot read list file (permission denied): {list_file}") from None
     except OSError as e:
         raise UserError(f"cannot read list file ({e.strerror or e}): {list_file}") from None
-    return list_file.parent, read_list(list_file)
+    return list_file.parent, read_list(list_file, with_bytes)

@@ -31,6 +31,17 @@ class Keypoints:
     scores: np.ndarray
 
 
+def one_stage_keypoints(detections: Detections, person_label: int | None) -> Keypoints | None:
+    """The keypoints a one-stage pose detector gave its kept person detections (label
+    `person_label`: only that category has a keypoint schema), or None where the
+    detections carry none. Scores are the detector's joint confidences."""
+    if detections.keypoints is None or person_label is None:
+        return None
+    rows = person_rows(detections, person_label)
+    points = detections.keypoints[rows]
+    return Keypoints(rows, points[..., :2], points[..., 2])
+
+
 def person_rows(detections: Detections, person_label: int) -> np.ndarray:
     return np.flatnonzero(detections.labels == person_label)
 
@@ -75,8 +86,10 @@ def estimate_keypoints(images: list[np.ndarray], detections: list[Detections], b
 
 
 def _infer_crops(backend: ActiveModel, crops: np.ndarray, batch_size: int) -> np.ndarray:
-    """`(R, 3, Hc, Wc)` uint8 crops -> `(R, J, h, w)` float32 heatmaps, in batches."""
+    """`(R, 3, Hc, Wc)` uint8 crops -> `(R, J, h, w)` float32 heatmaps, in batches (of one
+    for a graph that takes no other batch size)."""
     name = backend.card.input_name
+    batch_size = batch_size if backend.card.fixed_batch is None else backend.card.fixed_batch
     out = [backend.infer({name: np.ascontiguousarray(crops[s:s + batch_size])})["heatmaps"]
            for s in range(0, len(crops), batch_size)]
     return np.concatenate(out).astype(np.float32, copy=False)

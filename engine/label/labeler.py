@@ -19,10 +19,10 @@ import numpy as np
 
 from engine.backends.base import ActiveModel
 from engine.label.detect import Candidates, detect_views
-from engine.label.keypoints import Keypoints, estimate_keypoints
+from engine.label.keypoints import Keypoints, estimate_keypoints, one_stage_keypoints
 from engine.label.merge import Detections, MergeSettings, merge_candidates
 from engine.label.records import make_record
-from engine.label.views import TransformPlan, View, make_views
+from engine.label.views import Padding, TransformPlan, View, make_views
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,11 @@ class Labeler:
         self.person_label = person_label
         self.settings = settings
         self.batch_size = batch_size
-        self.stride = detector.card.max_stride
+        self.padding = Padding.of(detector.card)
 
     def views(self, image: np.ndarray) -> list[View]:
         """1. Every view of one `(H, W, 3)` uint8 RGB image, in plan order."""
-        return make_views(image, self.settings.plan, self.stride)
+        return make_views(image, self.settings.plan, self.padding)
 
     def detect(self, views_per_image: list[list[View]]) -> list[Candidates]:
         """2. The detector over the views of a chunk of images, batched together; one
@@ -90,10 +90,11 @@ class Labeler:
         return merge_candidates(candidates, self.settings.merge)
 
     def estimate_keypoints(self, images: list[np.ndarray], detections: list[Detections]) -> list[Keypoints | None]:
-        """4. Keypoints of the person detections of a chunk of images (None each without a
-        keypoint model)."""
+        """4. Keypoints of the person detections of a chunk of images: the keypoint
+        model's; without one, a one-stage pose detector's own (engine.label.merge), else
+        None each."""
         if self.keypoints is None:
-            return [None] * len(images)
+            return [one_stage_keypoints(d, self.person_label) for d in detections]
         return estimate_keypoints(images, detections, self.keypoints, self.person_label,
                                   self.settings.keypoint_flip, self.batch_size)
 

@@ -3,7 +3,8 @@
 
     OUT/manifest.json
     {"format": "distill-predictions-v1",
-     "settings": {"input": {"images": DIR} or {"list": FILE},        RunSettings: what decides
+     "settings": {"input": {"images": DIR} or {"list": FILE}          RunSettings: what decides
+                            (+ "dedupe": true with --dedupe),
                   "detector": MODEL, "keypoints": MODEL or null,      the records, compared on
                   "labeling": {"plan", "merge", "keypoint_flip"},     resume, copied by `distill
                   "max_pixels": N},                                   select` into info["labeling"]
@@ -70,23 +71,33 @@ class ModelEntry:
 @dataclass(frozen=True)
 class RunInput:
     """What a run labeled, resolved: a folder of images (the root its records' names are
-    relative to) or a list file; exactly one."""
+    relative to; an object-storage URL stays a str) or a list file; exactly one."""
 
-    images: Path | None = None
+    images: Path | str | None = None
     list_file: Path | None = None
+    dedupe: bool = False  # exact duplicates became pointer records
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.list_file is None):
             raise ValueError("a run's input is a folder of images or a list file, exactly one")
 
-    def to_dict(self) -> dict[str, str]:
-        return {"images": str(self.images)} if self.images is not None else {"list": str(self.list_file)}
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = ({"images": str(self.images)} if self.images is not None
+                                else {"list": str(self.list_file)})
+        if self.dedupe:  # only then, so that a run without it writes what runs always wrote
+            data["dedupe"] = True
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, str]) -> RunInput:
-        if set(data) not in ({"images"}, {"list"}):
+    def from_dict(cls, data: dict[str, Any]) -> RunInput:
+        if set(data) - {"dedupe"} not in ({"images"}, {"list"}):
             raise ValueError(f"input is {{\"images\": DIR}} or {{\"list\": FILE}}, got {data!r}")
-        return cls(images=Path(data["images"])) if "images" in data else cls(list_file=Path(data["list"]))
+        dedupe = bool(data.get("dedupe", False))
+        if "list" in data:
+            return cls(list_file=Path(data["list"]), dedupe=dedupe)
+        images = data["images"]
+        # Path would eat a URL's "//"
+        return cls(images=images if "://" in images else Path(images), dedupe=dedupe)
 
 
 @dataclass(frozen=True)
@@ -229,16 +240,21 @@ class RunSummary:
     detections: int = 0
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    duplicates: int = 0  # pointer records written instead of labels (--dedupe)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "failed": self.failed, "resumed_past": self.skipped,
+        data = {"images": self.images, "failed": self.failed, "resumed_past": self.skipped,
                 "detections": self.detections, "wall_seconds": round(self.wall_seconds, 3),
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}}
+        if self.duplicates:  # only then: a run without duplicates writes what runs always wrote
+            data["duplicates"] = self.duplicates
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
         return cls(int(data["images"]), int(data["failed"]), int(data["resumed_past"]), int(data["detections"]),
-                   float(data["wall_seconds"]), {str(k): float(v) for k, v in data["stage_seconds"].items()})
+                   float(data["wall_seconds"]), {str(k): float(v) for k, v in data["stage_seconds"].items()},
+                   int(data.get("duplicates", 0)))
 
     def lines(self) -> list[str]:
         rate = self.images / self.wall_seconds if self.wall_seconds > 0 else 0.0
@@ -246,6 +262,8 @@ class RunSummary:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items())
         lines = [f"labeled {self.images} images ({rate:.2f} images/s), {self.failed} failed, "
                  f"{per_image:.1f} detections per image, {self.wall_seconds:.1f} s"]
+        if self.duplicates:
+            lines.append(f"duplicates: {self.duplicates} images were exact copies of earlier ones (not labeled again)")
         if self.skipped:
             lines.append(f"resumed: {self.skipped} images were already done")
         lines.append(f"seconds per stage (summed over threads): {stages}")

@@ -1,5 +1,10 @@
 """Merge: one image's candidates from every view into its detections (NMS + box voting,
 engine.ensemble.ensemble_detections). Runs in worker threads: the kernels release the GIL.
+
+A one-stage pose detector's candidates carry keypoints: each kept detection's joints are
+the votes of the candidates that voted for its box (weighted by box score x joint
+confidence; engine.ensemble.ensemble_pose_detections); without voting, the kept
+candidate's own keypoints.
 """
 
 from __future__ import annotations
@@ -8,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from engine.ensemble import SCORING_METHODS, ensemble_detections
+from engine.ensemble import SCORING_METHODS, ensemble_detections, ensemble_pose_detections
 from engine.label.detect import Candidates
 
 
@@ -41,18 +46,26 @@ class MergeSettings:
 @dataclass
 class Detections:
     """boxes `(K, 4)` float32 xyxy in original-image pixels, scores `(K,)` float32,
-    labels `(K,)` int64 class indices of the detector's card, best first."""
+    labels `(K,)` int64 class indices of the detector's card, best first; keypoints
+    `(K, J, 3)` float32 (x, y in original-image pixels, confidence in [0, 1]) of a
+    one-stage pose detector, voted across the passes, or None."""
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
+    keypoints: np.ndarray | None = None
 
 
 def merge_candidates(candidates: Candidates, settings: MergeSettings) -> Detections:
-    boxes, scores, labels = ensemble_detections(
-        candidates.boxes, candidates.scores, candidates.labels,
-        nms_threshold=settings.nms_threshold, vote_threshold=settings.vote_threshold,
-        scoring=settings.scoring, score_floor=settings.score_floor,
-        max_detections=settings.max_detections,
-    )
-    return Detections(boxes, scores, labels.astype(np.int64, copy=False))
+    options = dict(nms_threshold=settings.nms_threshold, vote_threshold=settings.vote_threshold,
+                   scoring=settings.scoring, score_floor=settings.score_floor,
+                   max_detections=settings.max_detections)
+    if candidates.keypoints is None:
+        boxes, scores, labels = ensemble_detections(candidates.boxes, candidates.scores, candidates.labels, **options)
+        return Detections(boxes, scores, labels.astype(np.int64, copy=False))
+    # A one-stage pose detector: the keypoints ride along, voted by the same voters as
+    # their box (engine/ensemble/keypoint_voting.py); boxes are those of
+    # ensemble_detections, bit for bit.
+    boxes, scores, labels, keypoints = ensemble_pose_detections(
+        candidates.boxes, candidates.scores, candidates.labels, candidates.keypoints, **options)
+    return Detections(boxes, scores, labels.astype(np.int64, copy=False), keypoints.astype(np.float32, copy=False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.backends.base import Backend
+from engine.coco.schema import PERSON_CATEGORY_ID
 from engine.errors import UserError
 from engine.modelcard import ModelCard
 
@@ -62,6 +63,18 @@ def check_task(card: ModelCard, expected: str, path: Path) -> None:
     if card.task != expected:
         flag = "--detector" if expected == "detect" else "--keypoints"
         raise UserError(f"{path}: {flag} needs a {expected!r} model, its card says task {card.task!r}")
+
+
+def one_stage_person_label(detector: ModelCard) -> int | None:
+    """The label index whose detections a one-stage pose detector's keypoints belong to:
+    COCO's person, else its only category; None for a detector without keypoints (or
+    several categories, none of them person: no keypoint schema applies to them)."""
+    if not detector.has_keypoints:
+        return None
+    ids = [int(c["id"]) for c in detector.categories]
+    if PERSON_CATEGORY_ID in ids:
+        return ids.index(PERSON_CATEGORY_ID)
+    return 0 if len(ids) == 1 else None
 
 
 def person_label_for(detector: ModelCard, keypoints: ModelCard) -> int:

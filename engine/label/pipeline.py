@@ -6,7 +6,15 @@
 
 Every queue is bounded, so the images in flight (and the memory) do not depend on the
 size of the dump; items keep their discovery order end to end, which is what makes
-shards deterministic. Decoding, resizing and the kernels all release the GIL, and the
+shards deterministic.
+
+With `dedupe`, each image's bytes are hashed (`content_digest`) as they are read; the
+detector stage, which sees the images in discovery order, keeps the first image of each
+digest and turns every later one into a pointer record `{"file_name", "duplicate_of"}`
+(no decode when the first is already known, no inference either way), so "first" never
+depends on thread timing. A resumed run hashes the images of the finished shards again
+(read, never decoded) so that their duplicates later on are still pointers. The digests
+held grow with the distinct images (some 100 bytes each with the first one's name). Decoding, resizing and the kernels all release the GIL, and the
 backends run outside it, so the stages really overlap.
 """
 
@@ -23,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from engine.label.decode import DecodeError, decode_file
+from engine.label.decode import DecodeError, content_digest, decode_bytes, read_source
 from engine.label.discover import Source
 from engine.label.labeler import Labeler
 from engine.label.manifest import RunSummary
@@ -57,6 +65,9 @@ class Item:
     image: np.ndarray | None = None
     views: list | None = None
     record: dict | None = None
+    digest: bytes | None = None  # of the bytes, with dedupe
+    duplicate_of: str | None = None  # the name of the first image with the same bytes
+    known: bool = False  # an image of a finished shard, only hashed (dedupe on resume)
 
 
 class RecordSink(Protocol):
@@ -79,12 +90,13 @@ class Pipeline:
     label everything); workers: threads for decoding and for merging each; chunk_images:
     images whose views are batched together; max_pixels: the decoder's bomb guard;
     count_sources: a fresh iterator over the same input, walked in the background only to
-    give the progress bar its total (None: no total).
+    give the progress bar its total (None: no total); dedupe: exact duplicates become
+    pointer records (module docstring).
     """
 
     def __init__(self, labeler: Labeler, sink: RecordSink, finished: FinishedShards | None, workers: int,
                  max_pixels: int, chunk_images: int, progress: bool = True,
-                 count_sources: Callable[[], Iterator[Source]] | None = None) -> None:
+                 count_sources: Callable[[], Iterator[Source]] | None = None, dedupe: bool = False) -> None:
         self.labeler = labeler
         self.sink = sink
         self.finished = finished
@@ -93,6 +105,9 @@ class Pipeline:
         self.chunk_images = max(1, chunk_images)
         self.progress = progress
         self.count_sources = count_sources
+        self.dedupe = dedupe
+        # digest -> name of its first image; written only by the detector stage, in order.
+        self._seen: dict[bytes, str] = {}
         self.clock = StageClock()
         self._abort = threading.Event()
         self._error: BaseException | None = None
@@ -141,6 +156,8 @@ class Pipeline:
             start = self.clock.add("discover", start)
             if self.finished is not None and self.finished.covers(index, source.name):
                 self.summary.skipped += 1
+                if self.dedupe:  # its digest still decides which later images are duplicates
+                    self._put(self._prepared, decode_pool.submit(self._hash, index, source))
                 continue
             self._put(self._prepared, decode_pool.submit(self._prepare, index, source))
             start = time.perf_counter()
@@ -152,7 +169,16 @@ class Pipeline:
             return item
         start = time.perf_counter()
         try:
-            item.image = decode_file(source.path, self.max_pixels)
+            data = read_source(source)
+            if self.dedupe:
+                item.digest = content_digest(data)
+                # Registered by the in-order detector stage, so by an earlier image: a
+                # duplicate for certain, not worth decoding. (Not registered yet decides
+                # nothing: the detector stage checks again.)
+                item.duplicate_of = self._seen.get(item.digest)
+                if item.duplicate_of is not None:
+                    return item
+            item.image = decode_bytes(data, self.max_pixels)
         except DecodeError as error:
             item.reason = str(error)
             return item
@@ -161,14 +187,42 @@ class Pipeline:
         self.clock.add("views", start)
         return item
 
+    def _hash(self, index: int, source: Source) -> Item:
+        """An image of a finished shard: only its digest (dedupe on resume)."""
+        item = Item(index, source, reason=source.problem, known=True)
+        if item.reason is None:
+            try:
+                item.digest = content_digest(read_source(source))
+            except DecodeError:
+                pass  # unreadable: it was no first occurrence in the finished shard either
+        return item
+
+    def _first_or_duplicate(self, item: Item) -> None:
+        """Register `item` as the first image of its digest, or make it a pointer to the
+        first. Called in discovery order. An image whose bytes were read but did not
+        decode is a first occurrence too (its duplicates point at its failure entry), so
+        a resumed run, which only hashes the finished shards, decides the same."""
+        if item.digest is None:
+            return
+        first = self._seen.get(item.digest)
+        if first is None:
+            self._seen[item.digest] = item.source.name
+            return
+        item.duplicate_of, item.reason, item.image, item.views = first, None, None, None
+        item.record = {"file_name": item.source.name, "duplicate_of": first}
+
     def _detect(self, merge_pool: ThreadPoolExecutor) -> None:
         chunk: list[Item] = []
         while True:
             value = self._get(self._prepared)
             if value is not _END:
-                chunk.append(value.result())
+                item = value.result()
+                if self.dedupe:
+                    self._first_or_duplicate(item)
+                if not item.known:
+                    chunk.append(item)
             if chunk and (value is _END or len(chunk) == self.chunk_images):
-                good = [item for item in chunk if item.reason is None]
+                good = [item for item in chunk if item.reason is None and item.duplicate_of is None]
                 start = time.perf_counter()
                 candidates = self.labeler.detect([item.views for item in good])
                 self.clock.add("inference", start)
@@ -238,6 +292,8 @@ class Pipeline:
                     self.sink.add(item.index, item.source.name, item.record, item.reason)
                     if item.record is None:
                         self.summary.failed += 1
+                    elif item.duplicate_of is not None:
+                        self.summary.duplicates += 1
                     else:
                         self.summary.images += 1
                         self.summary.detections += len(item.record["detections"])

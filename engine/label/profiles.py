@@ -8,12 +8,17 @@ that cannot take them all is refused when the models open, before any image is r
 naming the passes it cannot serve.
 
 The views of a pass of shorter side s with the longer side capped at M (DESIGN.md,
-Conventions), padded to multiples of the detector's largest stride t: an image whose
+Conventions), padded to multiples of t (the detector's largest stride, or the padding
+multiple its card names): an image whose
 longer side stays within M at that scale gets shorter side s and a longer side anywhere
 from s to M; a more elongated one is capped, longer side M and shorter side anything
 below s (down to 1 px). Portrait images give the same shapes transposed, and every batch
 size from 1 to the run's occurs (the last batch of a shape is short). The keypoint model
 sees its card's fixed crop size in batches of 1 to the run's batch size.
+
+A detector whose graph takes one fixed input size (`fixed_input` in its card) gets every
+view padded to that size, so each view must fit in it: any image's, at any pass, exactly
+when the plan's longer-side cap is no larger than the fixed size's shorter side.
 """
 
 from __future__ import annotations
@@ -87,6 +92,18 @@ def _span(profiles: Sequence[ShapeRange]) -> str:
     return span if shorter == longest else f"{span}, the shorter one up to {shorter} px"
 
 
+def check_fixed_input(model: Path, card: ModelCard, plan: TransformPlan) -> None:
+    """Refuse, with one line, a plan some of whose views would not fit the detector's fixed
+    input size (module docstring); nothing to check for a detector that takes any size."""
+    if card.fixed_input is None:
+        return
+    height, width = card.fixed_input
+    if plan.max_size > min(height, width):
+        raise UserError(f"{model.name} takes only {height}x{width} inputs (fixed in its graph), and views of this "
+                        f"plan reach {plan.max_size} px: cap the longer side at {min(height, width)} px or less, "
+                        f"or use a graph with a dynamic height and width")
+
+
 def check_profiles(model: Path, card: ModelCard, profiles: Sequence[ShapeRange] | None, plan: TransformPlan,
                    batch_size: int) -> None:
     """Refuse, with one line, a model whose `profiles` (one (min, max) input shape each;
@@ -94,10 +111,12 @@ def check_profiles(model: Path, card: ModelCard, profiles: Sequence[ShapeRange] 
     (by its card's task) the views of every pass of `plan` in batches of up to
     `batch_size`, naming the passes it cannot serve; for a keypoint model its crops, in
     batches of up to `batch_size`. model: the model file, for the message."""
+    if card.task == "detect":
+        check_fixed_input(model, card, plan)
     if profiles is None:
         return
     if card.task == "detect":
-        unserved = unserved_passes(profiles, plan, batch_size, card.max_stride)
+        unserved = unserved_passes(profiles, plan, batch_size, card.view_multiple)
         if not unserved:
             return
         passes = ("any pass of the plan" if len(unserved) == len(plan.passes)

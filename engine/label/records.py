@@ -41,11 +41,16 @@ def make_record(name: str, height: int, width: int, detections: Detections,
     # (test_record_rounding_matches_python_round).
     category_ids = [int(c["id"]) for c in card.categories]
     boxes = detections.boxes.astype(np.float64)
+    if card.clip_after_merge:  # the views left them unclipped for the merge (engine.label.detect)
+        boxes = np.clip(boxes, 0, [width, height, width, height])
     xywh = np.round(xyxy_to_xywh(boxes), 2).tolist()
     scores = np.round(detections.scores.astype(np.float64), 5).tolist()
     points_of = {}
     if keypoints is not None and len(keypoints.rows):
-        xy = np.round(keypoints.points.astype(np.float64), 2)
+        xy = keypoints.points.astype(np.float64)
+        if card.clip_after_merge:
+            xy = np.clip(xy, 0, [width, height])
+        xy = np.round(xy, 2)
         peaks = np.round(keypoints.scores.astype(np.float64), 5)[..., None]
         values = np.concatenate([xy, peaks], axis=2).reshape(len(xy), -1).tolist()  # x, y, s per joint
         points_of = dict(zip(keypoints.rows.tolist(), values))

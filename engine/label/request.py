@@ -22,6 +22,7 @@ from pathlib import Path
 from engine.label.decode import DEFAULT_MAX_PIXELS
 from engine.label.labeler import LabelSettings
 from engine.label.models import BACKENDS
+from engine.label.storage import is_url
 
 DEFAULT_SHARD_SIZE = 1000
 
@@ -34,21 +35,29 @@ def at_least_one(name: str, value: int | None) -> None:
 
 @dataclass(frozen=True)
 class Inputs:
-    """Where the images come from: a folder searched recursively, or a text file listing
-    paths (relative to its folder, or absolute); exactly one. max_pixels: refuse images
-    with more pixels than this, read from the header (the decoder's bomb guard)."""
+    """Where the images come from: `images`, a folder searched recursively, a tar shard, a
+    brace pattern of them (`dump/{00000..00099}.tar`) or an object-storage URL
+    (`s3://bucket/prefix`, the storage extra), or `list_file`, a text file listing paths
+    (relative to its folder, or absolute); exactly one. Tar shards met
+    anywhere are read in place (engine.label.tar). max_pixels: refuse images with more
+    pixels than this, read from the header (the decoder's bomb guard). dedupe: an image
+    whose bytes equal an earlier one's is not labeled again but written as a pointer
+    record {"file_name", "duplicate_of"} (engine.label.pipeline)."""
 
-    images: Path | None = None
+    images: Path | str | None = None
     list_file: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    dedupe: bool = False
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.list_file is None):
             raise ValueError("give exactly one input: a folder of images or a list file")
         at_least_one("max_pixels", self.max_pixels)
+        if isinstance(self.images, str) and not is_url(self.images):
+            object.__setattr__(self, "images", Path(self.images))  # a URL stays a str: Path would eat "//"
 
     @property
-    def given(self) -> Path:
+    def given(self) -> Path | str:
         """The folder or list file, as given."""
         return self.images if self.images is not None else self.list_file
 
@@ -57,6 +66,13 @@ class Inputs:
         from engine.label.discover import open_sources
 
         return open_sources(self.images, self.list_file)
+
+    def listing(self):
+        """A fresh lazy iterator of the same `Source`s as `open`, to count them: tar
+        members are listed, not read."""
+        from engine.label.discover import open_sources
+
+        return open_sources(self.images, self.list_file, with_bytes=False)[1]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from engine.label.discover import Source
 from engine.label.labeler import Labeler, LabelSettings, TakingTurns
 from engine.label.manifest import (LocalRuntime, ModelEntry, RayRuntime, RunInput, RunManifest, RunSettings,
                                    RunSummary)
-from engine.label.models import check_task, make_backend, person_label_for
+from engine.label.models import check_task, make_backend, one_stage_person_label, person_label_for
 from engine.label.pipeline import Pipeline
 from engine.label.profiles import check_profiles
 from engine.label.request import LabelRequest
@@ -94,7 +94,7 @@ def open_models(detector: Path, keypoints: Path | None, backend: str, threads: i
         detector_backend = stack.enter_context(make_backend(detector, backend, threads=threads, fp16=fp16))
         check_task(detector_backend.card, "detect", detector)
         check_profiles(detector, detector_backend.card, detector_backend.input_profiles, plan, batch_size)
-        keypoints_backend, person = None, None
+        keypoints_backend, person = None, one_stage_person_label(detector_backend.card)
         if keypoints is not None:
             keypoints_backend = stack.enter_context(make_backend(keypoints, backend, threads=threads, fp16=fp16))
             check_task(keypoints_backend.card, "keypoints", keypoints)
@@ -112,23 +112,27 @@ def open_teachers(request: LabelRequest, threads: int, take_turns: bool):
 
 
 def _categories(detector, keypoints) -> list[dict]:
-    """COCO `categories` for `distill select`: the detector's, the person category with
-    the keypoint model's names and skeleton."""
+    """COCO `categories` for `distill select`: the detector's, the person category with the
+    names and skeleton of whatever labels its keypoints: the top-down keypoint model, else
+    a one-stage pose detector itself (its person category: COCO's person, or its only one)."""
     result = [{"id": int(c["id"]), "name": c["name"]} for c in detector.categories]
+    source, person = None, None
     if keypoints is not None:
-        person = keypoints.categories[0]["id"]
-        for category in result:
-            if category["id"] == person:
-                category.update(keypoints=list(keypoints.keypoint_names), skeleton=keypoints.skeleton)
+        source, person = keypoints, keypoints.categories[0]["id"]
+    elif one_stage_person_label(detector) is not None:
+        source, person = detector, result[one_stage_person_label(detector)]["id"]
+    for category in result:
+        if source is not None and category["id"] == person:
+            category.update(keypoints=list(source.keypoint_names), skeleton=source.skeleton)
     return result
 
 
 @dataclass
 class CheckedRequest:
     """A request's input, opened before any model is: the root its records' names are
-    relative to, and its sources (the first one already found)."""
+    relative to (a URL's root is the URL, a str), and its sources (the first one already found)."""
 
-    root: Path
+    root: Path | str
     sources: Iterator[Source]
 
 
@@ -145,8 +149,10 @@ def run_settings(request: LabelRequest, checked: CheckedRequest, teachers: Teach
     """What decides the records of `request` with these models (compared on resume)."""
     inputs = request.inputs
     return RunSettings(
-        input=(RunInput(images=checked.root.resolve()) if inputs.images is not None
-               else RunInput(list_file=inputs.list_file.resolve())),
+        input=(RunInput(images=checked.root.resolve() if isinstance(checked.root, Path) else checked.root,
+                        dedupe=inputs.dedupe)
+               if inputs.images is not None
+               else RunInput(list_file=inputs.list_file.resolve(), dedupe=inputs.dedupe)),
         detector=ModelEntry.of(teachers.detector.card),
         keypoints=ModelEntry.of(teachers.keypoints.card) if teachers.keypoints is not None else None,
         labeling=request.labeling, max_pixels=inputs.max_pixels)
@@ -172,7 +178,7 @@ def label(request: LabelRequest) -> RunSummary:
                             request.runtime.workers, request.inputs.max_pixels,
                             chunk_images=chunk_images(request.runtime.batch_size, request.labeling.plan),
                             progress=request.runtime.progress,
-                            count_sources=lambda: request.inputs.open()[1])
+                            count_sources=request.inputs.listing, dedupe=request.inputs.dedupe)
         summary = pipeline.run(checked.sources)
         folder.mark_complete(summary)
     return summary

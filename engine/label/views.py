@@ -5,7 +5,9 @@ A view's padded shape depends on the view alone (its resized size rounded up to 
 multiple of the detector's largest stride), never on the other views of its batch, so a
 record does not depend on the batch size, the worker count or where a resumed run
 restarted, and the shapes fall into few buckets (one per scale and aspect) that a
-TensorRT optimization profile can cover.
+TensorRT optimization profile can cover. A detector from elsewhere may want its views
+padded otherwise (to another multiple, with grey, centred, or into one fixed size): its
+card says so and `Padding.of` reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engine.modelcard import ModelCard
 from engine.scaling import round_up, scaled_size
 
 # The paper's plan: shorter side 400..1200 px in steps of 100, each also flipped.
@@ -123,13 +126,46 @@ def format_scales(scales: tuple[int, ...]) -> str:
     return ",".join(str(s) for s in scales)
 
 
+@dataclass(frozen=True)
+class Padding:
+    """How a detector's views are padded: each side rounded up to a multiple of `multiple`
+    px, or every view padded to the one `size` (H, W) the graph takes; the padding is grey
+    level `value`; the resized image sits in the top-left corner, or in the middle when
+    `center` (the smaller half of the padding above and left, as Ultralytics' letterbox)."""
+
+    multiple: int = 1
+    value: int = 0
+    center: bool = False
+    size: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, card: ModelCard) -> "Padding":
+        """The padding a detector's card asks for (our own exports: multiples of the largest
+        stride, zeros, top-left)."""
+        size = tuple(card.fixed_input) if card.fixed_input is not None else None
+        return cls(card.view_multiple, card.pad_value, card.pad_position == "center", size)
+
+    def padded_shape(self, h: int, w: int) -> tuple[int, int]:
+        """(Hp, Wp) of a view whose resized image is (h, w) px."""
+        if self.size is None:
+            return round_up(h, self.multiple), round_up(w, self.multiple)
+        if h > self.size[0] or w > self.size[1]:
+            # engine.label.profiles refuses such plans before a run starts.
+            raise ValueError(f"a {h}x{w} view does not fit the detector's fixed {self.size[0]}x{self.size[1]} input")
+        return self.size
+
+    def offset(self, h: int, w: int, padded: tuple[int, int]) -> tuple[int, int]:
+        """(top, left) px of the resized image inside the padded view."""
+        return ((padded[0] - h) // 2, (padded[1] - w) // 2) if self.center else (0, 0)
+
+
 @dataclass
 class View:
     """One transform of one image, ready for the detector.
 
-    pixels: `(3, Hp, Wp)` uint8 RGB, the resized (and, when `flipped`, mirrored) image in
-    the top-left corner, zeros elsewhere. `size`: (h, w) of the resized image in px;
-    `source_size`: (H, W) of the original.
+    pixels: `(3, Hp, Wp)` uint8 RGB, the resized (and, when `flipped`, mirrored) image at
+    `offset` (top, left) px, padding elsewhere (`Padding`). `size`: (h, w) of the resized
+    image in px; `source_size`: (H, W) of the original.
     """
 
     pixels: np.ndarray
@@ -137,30 +173,61 @@ class View:
     source_size: tuple[int, int]
     scale: int
     flipped: bool
+    offset: tuple[int, int] = (0, 0)
 
     @property
     def padded_shape(self) -> tuple[int, int]:
         return self.pixels.shape[1], self.pixels.shape[2]
 
-    def boxes_to_source(self, boxes: np.ndarray) -> np.ndarray:
+    def boxes_to_source(self, boxes: np.ndarray, clip: bool = True) -> np.ndarray:
         """The inverse transform: `(N, 4)` xyxy in view pixels -> `(N, 4)` float32 xyxy in
-        original-image pixels, clipped to the image. Per-axis ratios of the actual sizes,
-        since the resized size was rounded (engine.scaling)."""
+        original-image pixels, clipped to the image unless `clip` is False. Per-axis
+        ratios of the actual sizes, since the resized size was rounded (engine.scaling)."""
         h, w = self.size
         source_h, source_w = self.source_size
         out = np.asarray(boxes, dtype=np.float32).copy()
+        top, left = self.offset
+        if top or left:
+            out[:, [0, 2]] -= left
+            out[:, [1, 3]] -= top
         if self.flipped:  # mirror of width w maps x to w - x, so x1 and x2 swap roles
             out[:, [0, 2]] = w - out[:, [2, 0]]
         out[:, [0, 2]] *= source_w / w
         out[:, [1, 3]] *= source_h / h
-        out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, source_w)
-        out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, source_h)
+        if clip:
+            out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, source_w)
+            out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, source_h)
+        return out
+
+    def keypoints_to_source(self, keypoints: np.ndarray, flip_pairs: list[list[int]], clip: bool = True) -> np.ndarray:
+        """The inverse transform of a one-stage pose detector's keypoints: `(N, J, 3)` x, y
+        in view pixels and a confidence -> `(N, J, 3)` float32 in original-image pixels,
+        clipped to the image unless `clip` is False, confidences unchanged. A mirrored view's joints come back
+        with each (left, right) pair of `flip_pairs` (0-based) swapped, so that joint j
+        is the same body part in every pass."""
+        h, w = self.size
+        source_h, source_w = self.source_size
+        out = np.asarray(keypoints, dtype=np.float32).copy()
+        top, left = self.offset
+        out[..., 0] -= left
+        out[..., 1] -= top
+        if self.flipped:
+            out[..., 0] = w - out[..., 0]
+            order = np.arange(out.shape[1])
+            for a, b in flip_pairs:
+                order[a], order[b] = b, a
+            out = out[:, order]
+        out[..., 0] *= source_w / w
+        out[..., 1] *= source_h / h
+        if clip:
+            out[..., 0] = np.clip(out[..., 0], 0, source_w)
+            out[..., 1] = np.clip(out[..., 1], 0, source_h)
         return out
 
 
-def make_views(image: np.ndarray, plan: TransformPlan, stride: int) -> list[View]:
-    """Every view of `image` `(H, W, 3)` uint8 RGB, in `plan.passes` order; padded sizes
-    are multiples of `stride` (the detector's largest)."""
+def make_views(image: np.ndarray, plan: TransformPlan, padding: Padding) -> list[View]:
+    """Every view of `image` `(H, W, 3)` uint8 RGB, in `plan.passes` order, padded as
+    `padding` says (for our own detectors: to multiples of the largest stride)."""
     height, width = image.shape[:2]
     views = []
     for scale, flipped in plan.passes:
@@ -169,7 +236,11 @@ def make_views(image: np.ndarray, plan: TransformPlan, stride: int) -> list[View
             # cv2.resize wants (w, h); the mirrored view reuses the same resized pixels.
             resized = image if (h, w) == (height, width) else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
         source = resized[:, ::-1] if flipped else resized
-        pixels = np.zeros((3, round_up(h, stride), round_up(w, stride)), dtype=np.uint8)
-        pixels[:, :h, :w] = source.transpose(2, 0, 1)
-        views.append(View(pixels, (h, w), (height, width), scale, flipped))
+        padded = padding.padded_shape(h, w)
+        top, left = padding.offset(h, w, padded)
+        # np.zeros takes zeroed pages from the OS; only a grey padding needs a fill pass.
+        pixels = (np.zeros((3, *padded), np.uint8) if padding.value == 0
+                  else np.full((3, *padded), padding.value, np.uint8))
+        pixels[:, top:top + h, left:left + w] = source.transpose(2, 0, 1)
+        views.append(View(pixels, (h, w), (height, width), scale, flipped, (top, left)))
     return views

@@ -19,7 +19,7 @@ from engine.backends.base import Backend
 from engine.label.batches import chunk_images
 from engine.label.decode import DecodeError, decode_file
 from engine.label.detect import Candidates, detect_passes
-from engine.label.views import TransformPlan, View, make_views
+from engine.label.views import Padding, TransformPlan, View, make_views
 
 
 @dataclass
@@ -43,10 +43,10 @@ class PassCache:
     failures: list[tuple[str, str]]
 
 
-def identity_view(image: np.ndarray, max_size: int, stride: int) -> View:
+def identity_view(image: np.ndarray, max_size: int, padding: Padding) -> View:
     """The image at its own size (shorter side = its own, capped by `max_size`), unmirrored."""
     height, width = image.shape[:2]
-    return make_views(image, TransformPlan(((min(height, width), False),), max_size), stride)[0]
+    return make_views(image, TransformPlan(((min(height, width), False),), max_size), padding)[0]
 
 
 def run_passes(files: list[tuple[str, Path]], detector: Backend, plan: TransformPlan, batch_size: int,
@@ -60,7 +60,7 @@ def run_passes(files: list[tuple[str, Path]], detector: Backend, plan: Transform
             names.append(name)
         except DecodeError as error:
             failures.append((name, str(error)))
-    stride = detector.card.max_stride
+    padding = Padding.of(detector.card)
     count = len(plan.passes)
     candidates: list[list[Candidates]] = []
     identity: list[Candidates] = []
@@ -71,7 +71,7 @@ def run_passes(files: list[tuple[str, Path]], detector: Backend, plan: Transform
         for start in range(0, len(images), chunk):
             views = []
             for image in images[start:start + chunk]:
-                image_views = make_views(image, plan, stride) + [identity_view(image, plan.max_size, stride)]
+                image_views = make_views(image, plan, padding) + [identity_view(image, plan.max_size, padding)]
                 pixels += [v.padded_shape[0] * v.padded_shape[1] for v in image_views[:count]]
                 identity_pixels += int(np.prod(image_views[-1].padded_shape))
                 views.append(image_views)

@@ -33,6 +33,8 @@ def label_on_ray(request: LabelRequest, pool: RayPool) -> RunSummary:
     leaves None, `cluster.size_pool` decides). Returns the run's summary, stage seconds
     summed over actors."""
     wall = time.perf_counter()
+    if request.inputs.dedupe:  # actors label shards independently: none knows the others' images
+        raise UserError("skipping duplicates runs on one box only, not on Ray")
     checked = check_request(request)
     # Opened here once, on one thread, only to check them and read their cards for the
     # manifest; the actors open their own copies. The pool is sized before OUT is made,

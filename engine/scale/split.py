@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import UserError
 from engine.label.discover import Source
 from engine.label.shards import FinishedShards
 
@@ -54,6 +55,8 @@ def split_into_shards(sources: Iterable[Source], size: int, finished: FinishedSh
     split = Split()
     shard, pending = -1, []
     for index, source in enumerate(sources):
+        if source.read is not None:  # rows carry names only: an actor opens root / name
+            raise UserError(f"tar shards and object storage are read on one box only, not on Ray: {source.name}")
         if finished.covers(index, source.name):
             split.skipped += 1
             continue

@@ -124,3 +124,65 @@ def test_keypoint_graph_mismatches_are_named():
         extra = GraphSignature((TensorSpec("crops", "uint8", (1, 3, 64, 48)), TensorSpec("x", "uint8", (1,))),
                                keypoint_graph().outputs)
         validate_card(keypoint_card(), extra, "k")
+
+
+# ---- what an imported graph needs (distill import): padding, fixed sizes, keypoints -----
+def pose_card(**changes) -> ModelCard:
+    """An imported one-stage pose detector's card: keypoints per candidate, Ultralytics'
+    letterbox padding."""
+    fields = dict(outputs=["boxes", "scores", "labels", "keypoints"], keypoint_names=[f"k{i}" for i in range(17)],
+                  flip_pairs=[[1, 2]], pad_multiple=32, pad_value=114, pad_position="center")
+    return detector_card(**{**fields, **changes})
+
+
+def test_cards_of_our_exports_read_and_hash_as_before():
+    # The fields of imported graphs are written only when they differ from the defaults,
+    # so a card made before they existed has the same JSON, and so the same sha256 that
+    # every run's manifest records.
+    text = detector_card().to_json()
+    assert not {"pad_multiple", "pad_value", "pad_position", "fixed_input", "fixed_batch", "post_nms",
+                "clip_after_merge"} & set(
+        json.loads(text))
+    assert ModelCard.from_json(text, "m").sha256() == detector_card().sha256()
+    card = pose_card(fixed_input=[640, 640], fixed_batch=1, post_nms=True, clip_after_merge=True)
+    assert ModelCard.from_json(card.to_json(), "m") == card and card.sha256() != detector_card().sha256()
+    assert (card.view_multiple, detector_card().view_multiple, card.has_keypoints) == (32, 32, True)
+    assert detector_card(pad_multiple=1).view_multiple == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pad_multiple": 0}, "pad_multiple"),
+    ({"pad_value": 256}, "pad_value"),
+    ({"pad_position": "bottom"}, "pad_position"),
+    ({"fixed_input": [640]}, "fixed_input"),
+    ({"fixed_batch": 4}, "fixed_batch 4 must be 1"),
+    ({"post_nms": "yes"}, "post_nms"),
+    ({"keypoint_names": []}, "keypoint_names is empty"),
+    ({"flip_pairs": [[0, 17]]}, "flip pair"),
+])
+def test_inconsistent_import_fields(change, message):
+    data = json.loads(pose_card(**change).to_json())
+    with pytest.raises(ModelCardError, match=message):
+        ModelCard.from_dict(data, "m.onnx")
+
+
+def pose_graph(**changes) -> GraphSignature:
+    return detector_graph(**{"keypoints": TensorSpec("keypoints", "float32", (None, 100, 17, 3)), **changes})
+
+
+def test_import_fields_are_checked_against_the_graph():
+    validate_card(pose_card(), pose_graph(), "p.onnx")
+    fixed = TensorSpec("images", "uint8", (1, 3, 640, 640))
+    validate_card(pose_card(fixed_input=[640, 640], fixed_batch=1), pose_graph(images=fixed), "p.onnx")
+    cases = [
+        (pose_card(), pose_graph(keypoints=TensorSpec("keypoints", "float32", (None, 100, 14, 3))),
+         "'keypoints' has shape \\[\\?, 100, 14, 3\\], card implies \\[\\?, 100, 17, 3\\]"),
+        (pose_card(), detector_graph(), "graph outputs are"),
+        (pose_card(), pose_graph(images=fixed), "card says any batch size"),
+        (pose_card(fixed_batch=1), pose_graph(images=fixed), "card says any height and width"),
+        (pose_card(fixed_input=[640, 480], fixed_batch=1), pose_graph(images=fixed), "card says only 640x480"),
+        (pose_card(fixed_input=[640, 640]), pose_graph(), "card says only 640x640"),
+    ]
+    for card, graph, message in cases:
+        with pytest.raises(ModelCardError, match="p.onnx: model card disagrees with the graph: .*" + message):
+            validate_card(card, graph, "p.onnx")

@@ -10,7 +10,8 @@ from tests.conftest import REPO_ROOT
 
 
 def test_importing_engine_coco_imports_no_torch_pycocotools_or_other_engine_packages():
-    code = ("import sys, engine.coco.schema, engine.coco.read, engine.coco.geometry, engine.coco.evaluate; "
+    code = ("import sys, engine.coco.schema, engine.coco.categories, engine.coco.read, engine.coco.geometry, "
+            "engine.coco.evaluate; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'pycocotools') or "
             "(m.startswith('engine.') and m.split('.')[1] not in ('coco', 'errors', 'json_file'))]; "
             "assert not bad, bad")

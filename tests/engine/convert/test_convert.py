@@ -404,10 +404,9 @@ def with_image(**change) -> dict:
 
 @pytest.mark.parametrize("data, args, message", [
     (None, ("--to", "yolo"), r"labels\.json does not exist"),
-    ("{not json", ("--to", "yolo"), r"cannot read .*labels\.json: Expecting property name"),
+    ("{not json", ("--to", "yolo"), r"cannot read .*labels\.json: not readable JSON \(Expecting property name"),
     ({"images": []}, ("--to", "yolo"), r"is not a COCO dataset \(no 'images' and 'annotations' lists\)"),
-    ([1, 2], ("--to", "labelstudio", "--image-root", "/i/"),
-     r"is not a COCO dataset \(no 'images' and 'annotations' lists\)"),
+    ([1, 2], ("--to", "labelstudio", "--image-root", "/i/"), r"cannot read .*labels\.json: not a JSON object but a list"),
     (bad_annotation(image_id=99), ("--to", "yolo"), r"annotation 1 refers to image 99, which is not in 'images'"),
     (bad_annotation(category_id=5), ("--to", "yolo"), r"annotation 1 has category 5, which is not in 'categories'"),
     (bad_annotation(bbox=[1, 2, -3, 4]), ("--to", "yolo"), r"annotation 1: bbox must be \[x, y, width, height\]"),

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from engine.label.batches import make_batches
-from engine.label.views import TransformPlan, make_views
+from engine.label.views import Padding, TransformPlan, make_views
 
 torch = pytest.importorskip("torch")
 from engine.label.device_views import (  # noqa: E402
@@ -56,8 +56,8 @@ def test_device_views_match_make_views(name):
     # max_size cap that binds for the tall image's upscale.
     plan = TransformPlan.grid((80, 120, 160, 400), flip=True, max_size=700)
     before = image.copy()
-    host = make_views(image, plan, STRIDE)
-    device = make_device_views(upload(image, "cpu"), plan, STRIDE)
+    host = make_views(image, plan, Padding(STRIDE))
+    device = make_device_views(upload(image, "cpu"), plan, Padding(STRIDE))
     np.testing.assert_array_equal(image, before)  # the input is not mutated
     assert len(device) == len(host)
     for h, d in zip(host, device):
@@ -73,8 +73,8 @@ def test_device_batches_match_make_batches():
     images = _images()
     plan = TransformPlan.grid((90, 150), flip=True, max_size=400)
     chunk = [images["noise"], images["smooth"], images["noise"]]
-    host = make_batches([make_views(i, plan, STRIDE) for i in chunk], batch_size=3)
-    device = make_batches([make_device_views(upload(i, "cpu"), plan, STRIDE) for i in chunk], 3, stack=torch.stack)
+    host = make_batches([make_views(i, plan, Padding(STRIDE)) for i in chunk], batch_size=3)
+    device = make_batches([make_device_views(upload(i, "cpu"), plan, Padding(STRIDE)) for i in chunk], 3, stack=torch.stack)
     assert [b.owners for b in device] == [b.owners for b in host]
     for h, d in zip(host, device):
         _assert_close(h.pixels, d.pixels.numpy(), f"batch {h.owners}")

@@ -26,7 +26,7 @@ from engine.label.manifest import RunManifest, manifest_path
 from engine.label.merge import MergeSettings
 from engine.label.request import Inputs, LabelRequest, Runtime
 from engine.label.run import label
-from engine.label.views import TransformPlan, make_views, parse_scales
+from engine.label.views import Padding, TransformPlan, make_views, parse_scales
 from tests.engine.conftest import assert_same_records, read_run
 from tests.engine.label.gauntlet import EXIF_NAME, EXIF_STORED_HW, build_gauntlet
 
@@ -68,7 +68,7 @@ def test_views_invert_their_transform():
     """A box drawn into a view comes back to the original box through the view's inverse."""
     image = np.zeros((90, 150, 3), np.uint8)
     box = np.array([[30.0, 20.0, 70.0, 60.0]])  # xyxy in original pixels
-    for view in make_views(image, TransformPlan.grid((60, 120), flip=True, max_size=200), stride=32):
+    for view in make_views(image, TransformPlan.grid((60, 120), flip=True, max_size=200), Padding(32)):
         h, w = view.size
         fx, fy = w / 150, h / 90
         x1, y1, x2, y2 = box[0] * [fx, fy, fx, fy]
@@ -83,7 +83,7 @@ def test_views_invert_their_transform():
 
 def test_mirrored_view_holds_mirrored_pixels():
     image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
-    plain, mirrored = make_views(image, TransformPlan.grid((40,), flip=True, max_size=100), stride=16)
+    plain, mirrored = make_views(image, TransformPlan.grid((40,), flip=True, max_size=100), Padding(16))
     np.testing.assert_array_equal(plain.pixels[:, :40, :60], image.transpose(2, 0, 1))
     np.testing.assert_array_equal(mirrored.pixels[:, :40, :60], image[:, ::-1].transpose(2, 0, 1))
 
@@ -91,7 +91,7 @@ def test_mirrored_view_holds_mirrored_pixels():
 def test_batches_group_same_shapes_and_keep_pairs_together():
     tall, wide = np.zeros((80, 40, 3), np.uint8), np.zeros((40, 80, 3), np.uint8)
     plan = TransformPlan.grid((40, 64), flip=True, max_size=200)
-    views = [make_views(tall, plan, 16), make_views(wide, plan, 16), make_views(tall, plan, 16)]
+    views = [make_views(tall, plan, Padding(16)), make_views(wide, plan, Padding(16)), make_views(tall, plan, Padding(16))]
     batches = make_batches(views, batch_size=4)
     seen = []
     for batch in batches:

@@ -4,6 +4,7 @@ no TensorRT needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -152,3 +153,13 @@ def test_a_sidecar_without_usable_profiles_is_refused(tmp_path):
     with pytest.raises(ModelCardError, match=r"detector\.json: malformed optimization profiles .*'max'.*; "
                                              r"rebuild the engine with `distill export trt`$"):
         TensorRTBackend(engine).input_profiles
+
+
+def test_a_fixed_size_detector_takes_only_plans_whose_views_fit():
+    card = dataclasses.replace(detector_card(), fixed_input=[640, 480], fixed_batch=1)
+    check_profiles(Path("yolo.onnx"), card, None, TransformPlan.grid((400, 480), max_size=480), 8)
+    with pytest.raises(UserError) as error:
+        check_profiles(Path("yolo.onnx"), card, None, TransformPlan.grid((400,), max_size=640), 8)
+    message = str(error.value)
+    assert "yolo.onnx takes only 640x480 inputs" in message and "reach 640 px" in message
+    assert "at 480 px or less" in message and "\n" not in message and "--" not in message

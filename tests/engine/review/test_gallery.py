@@ -411,7 +411,7 @@ def test_errors(case, tmp_path, capsys):
     person = {"id": 1, "name": "person"}
     assert_error(capsys, run(labels=str(tmp_path / "no.json")), "no.json does not exist")
     assert_error(capsys, run(labels=write("bad.json", "{not json")), "cannot read", "bad.json")
-    assert_error(capsys, run(labels=write("list.json", [1])), "is not a COCO dataset")
+    assert_error(capsys, run(labels=write("list.json", [1])), "not a JSON object but a list")
     orphan = {"images": [image], "categories": [person],
               "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}
     assert_error(capsys, run(labels=write("orphan.json", orphan)),
