@@ -290,7 +290,8 @@ def test_the_labeling_box_imports_no_onnx():
 def test_one_stage_pose_records_are_voted_selected_and_converted(tmp_path):
     """A one-stage pose teacher's run, mirrored passes voted (the default merge), goes
     through `distill select` (its manifest's person category carries the keypoint schema,
-    so keypoints are selected) and `distill convert --to yolo` like a top-down run."""
+    so keypoints are selected), `distill convert --to yolo`, `distill gallery` and
+    `--resume` like a top-down run."""
     import json
 
     # The random test graph scores its third class highest: name that class person, so
@@ -325,3 +326,12 @@ def test_one_stage_pose_records_are_voted_selected_and_converted(tmp_path):
                  "--images", str(folder)]) == 0
     rows = [line.split() for f in (tmp_path / "yolo").rglob("*.txt") for line in f.read_text().splitlines()]
     assert any(len(row) == 5 + 3 * graphs.JOINTS for row in rows)  # pose rows: class, box, 17 x (x, y, v)
+    gallery = tmp_path / "gallery"
+    assert main(["gallery", "--labels", str(labels), "--images", str(folder), "--out", str(gallery),
+                 "--predictions", str(out), "--workers", "1"]) == 0
+    assert (gallery / "index.html").is_file()
+    # a finished run resumed writes nothing again
+    before = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
+    assert main(["label", "--detector", str(teacher), "--images", str(folder), "--out", str(out), "--scales", "128,160",
+                 "--max-size", "400", "--no-progress", "--workers", "1", "--resume"]) == 0
+    assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == before
