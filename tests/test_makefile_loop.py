@@ -36,7 +36,7 @@ def test_round_two_is_taught_by_round_one_students(tmp_path):
                       "RUN/round2/detector.onnx")
     select = index_of(lines, "distill select", "--predictions RUN/round1/labels", "--labeled RUN/data/train/annotations.json")
     student = index_of(lines, "distill train --task detect", "--pseudo-json RUN/round1/generated.json",
-                       "--pseudo-images RUN/data/unlabeled/images", "--ratio 0.6", "--schedule-scale 1.3",
+                       "--pseudo-images RUN/data/unlabeled/images", "--ratio 0.6", "--schedule-scale 1 --pseudo-json",
                        "--out RUN/round1/student-detector")
     final = index_of(lines, "distill train --task keypoints", "--pseudo-json RUN/round2/generated.json")
     assert first < select < student < second < final
@@ -65,8 +65,18 @@ def test_report_compares_like_with_like(tmp_path):
     student = index_of(lines, "distill eval --checkpoint RUN/round1/student-keypoints/model.pt",
                        "--detector RUN/round1/student-detector/model.pt")
     report = index_of(lines, "engine.select.report", "--tta RUN/round1/val-tta.json",
+                      "--supervised RUN/teacher-detector/metrics.json RUN/teacher-keypoints/keypoints-e2e.json",
                       "--student RUN/round1/student-detector/metrics.json RUN/round1/student-keypoints/keypoints-e2e.json")
     assert tta < report and student < report
+
+
+def test_later_rounds_compare_with_the_supervised_baseline_and_their_teacher(tmp_path):
+    lines = plan(tmp_path, "report", "ROUND=2")
+    index_of(lines, "engine.select.report", "--round 2",
+             "--supervised RUN/teacher-detector/metrics.json RUN/teacher-keypoints/keypoints-e2e.json",
+             "--teacher RUN/round1/student-detector/metrics.json RUN/round1/student-keypoints/keypoints-e2e.json",
+             "--student RUN/round2/student-detector/metrics.json")
+    index_of(lines, "distill eval --checkpoint RUN/teacher-keypoints/model.pt")
 
 
 def test_interrupted_steps_resume(tmp_path):
