@@ -51,6 +51,9 @@ PROTOCOL = ["--score-floor", str(FLOOR), "--max-detections", str(MAX_PEOPLE)]
 RUNS = {
     "native": ["--scales", str(SIZE), "--max-size", str(SIZE), "--no-flip", "--vote-threshold", "-1",
                "--nms-threshold", str(NMS_IOU)],
+    # Three scales around the native 640, each mirrored, default merge (voting 0.8):
+    # the one-stage keypoints voted across 6 passes.
+    "around": ["--scales", "480,640,800", "--max-size", "1333"],
     "tta": [],
 }
 
@@ -187,6 +190,7 @@ def label_run(teacher: Path, images: Path, out: Path, name: str) -> tuple[Path, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "real-teacher")
+    parser.add_argument("--around", action="store_true", help="also 480, 640, 800 px each mirrored (6 passes)")
     parser.add_argument("--tta", action="store_true", help="also the 18-pass run (about 50x the native pass)")
     args = parser.parse_args()
     if not MODEL.is_file():
@@ -197,7 +201,7 @@ def main() -> None:
     paths = [Path(line) for line in images.read_text().splitlines()]
     started = time.perf_counter()
     rows = {"direct": (score(gt, direct_predictions(MODEL, paths)), time.perf_counter() - started)}
-    for name in ["native", *(["tta"] if args.tta else [])]:
+    for name in ["native", *(["around"] if args.around else []), *(["tta"] if args.tta else [])]:
         run, seconds = label_run(teacher, images, args.out, name)
         rows[name] = (score(gt, labeled_people(run)), seconds)
     results = {name: {"box_AP": m["box_AP"], "keypoint_AP": m.get("keypoint_AP"), "seconds": round(s, 1),
