@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engine.ensemble.heatmaps import pair_permutation
 from engine.modelcard import ModelCard
 from engine.scaling import round_up, scaled_size
 
@@ -213,10 +214,7 @@ class View:
         out[..., 1] -= top
         if self.flipped:
             out[..., 0] = w - out[..., 0]
-            order = np.arange(out.shape[1])
-            for a, b in flip_pairs:
-                order[a], order[b] = b, a
-            out = out[:, order]
+            out = out[:, pair_permutation(flip_pairs, out.shape[1])]
         out[..., 0] *= source_w / w
         out[..., 1] *= source_h / h
         if clip:

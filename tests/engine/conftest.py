@@ -4,6 +4,10 @@ writing a labeling run by hand or reading a finished one back."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +15,12 @@ import pytest
 
 from engine.label.decode import DEFAULT_MAX_PIXELS
 from engine.label.labeler import LabelSettings
-from engine.label.manifest import ModelEntry, RunInput, RunManifest, RunSettings, RunSummary
+from engine.label.manifest import ModelEntry, RunInput, RunManifest, RunSettings, RunSummary, manifest_path
+from engine.label.merge import MergeSettings
+from engine.label.request import Inputs, LabelRequest, Runtime
 from engine.label.shards import RunFolder, record_line
+from engine.label.views import TransformPlan, parse_scales
+from tests.conftest import REPO_ROOT
 
 
 def read_run(out: Path) -> tuple[list[dict], list[dict]]:
@@ -70,3 +78,45 @@ def dump(tmp_path_factory) -> Path:
     return folder
 
 
+
+
+# ---- the labeling tests' run: the tiny teachers at two small scales -------------------------
+SCALES = "96,128"
+FLOOR = 0.001  # the 3-step tiny detector scores low; a low floor keeps records non-trivial
+
+
+def request(exported, images: Path, out: Path, plan: TransformPlan | None = None, batch_size: int = 8,
+            workers: int = 2, **fields) -> LabelRequest:
+    """The test run's request: the tiny teachers, scales SCALES, floor FLOOR, 4 images a
+    shard; `fields`: other LabelRequest fields (keypoints, resume)."""
+    labeling = LabelSettings(plan or TransformPlan.grid(parse_scales(SCALES), max_size=256),
+                             MergeSettings(score_floor=FLOOR))
+    return LabelRequest(**{"detector": exported["detect"][0], "keypoints": exported["keypoints"][0], "out": out,
+                           "inputs": Inputs(images=images), "labeling": labeling,
+                           "runtime": Runtime(batch_size=batch_size, workers=workers, progress=False), "shard_size": 4,
+                           **fields})
+
+
+def labeling_command(exported, images: Path | str, out: Path, *extra: str) -> list[str]:
+    """`distill label` as a subprocess on the tiny teachers, two images a shard (so that a
+    kill lands between shards)."""
+    return [sys.executable, "-m", "engine.cli", "label", "--detector", str(exported["detect"][0]),
+            "--keypoints", str(exported["keypoints"][0]), "--images", str(images), "--out", str(out),
+            "--scales", SCALES, "--max-size", "256", "--score-floor", str(FLOOR), "--shard-size", "2",
+            "--batch-size", "2", "--workers", "1", "--no-progress", *extra]
+
+
+def killed_after_two_shards(command: list[str], out: Path) -> RunManifest:
+    """Run `command`, SIGKILL it once its manifest lists two finished shards; the manifest
+    it left."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        # The manifest is replaced atomically: once there, it is always whole.
+        if manifest_path(out).exists() and len(RunManifest.load(out).shards) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed: " + process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return RunManifest.load(out)

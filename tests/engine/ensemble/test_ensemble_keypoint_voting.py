@@ -20,54 +20,11 @@ import numpy as np
 import pytest
 
 from engine.ensemble import SCORING_METHODS, ensemble_detections, ensemble_pose_detections
+from tests.engine.ensemble.conftest import ref_iou, ref_nms, ref_soft_nms
 
 IMAGE_WIDTH = 320.0
 
 # ---------------------------------------------------------------- NumPy reference
-
-
-def ref_areas(boxes):
-    return np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
-
-
-def ref_iou(box, boxes):
-    """IoU of one float64 box (4,) with float64 boxes (M, 4); 0 where the union is 0."""
-    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
-    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    union = ref_areas(box[None])[0] + ref_areas(boxes) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def ref_nms(boxes, scores, threshold):
-    """Kept indices and their scores; ties visit the lower index first."""
-    remaining = np.argsort(-scores, kind="stable")
-    keep = []
-    while remaining.size:
-        keep.append(remaining[0])
-        rest = remaining[1:]
-        remaining = rest[ref_iou(boxes[remaining[0]], boxes[rest]) <= threshold]
-    return np.array(keep, dtype=np.int64), scores[keep]
-
-
-def ref_soft_nms(boxes, scores, threshold, sigma, method, score_threshold):
-    current = scores.copy()
-    alive = current >= score_threshold
-    keep, kept_scores = [], []
-    while alive.any():
-        candidates = np.flatnonzero(alive)
-        best = candidates[np.argmax(current[candidates])]  # first maximum: lowest index
-        keep.append(best)
-        kept_scores.append(current[best])
-        alive[best] = False
-        rest = np.flatnonzero(alive)
-        ious = ref_iou(boxes[best], boxes[rest])
-        if method == "linear":
-            current[rest] *= np.where(ious > threshold, 1.0 - ious, 1.0)
-        else:
-            current[rest] *= np.exp(-(ious * ious) / sigma)
-        alive[rest] = current[rest] >= score_threshold
-    return np.array(keep, dtype=np.int64), np.array(kept_scores)
 
 
 def ref_vote_keypoints(own, voter_scores, voter_keypoints):
@@ -99,7 +56,8 @@ def ref_pose_ensemble(boxes, scores, labels, keypoints, nms_threshold, vote_thre
         if rows.size == 0:
             continue
         if soft_nms is None:
-            keep, kept_scores = ref_nms(boxes[rows], scores[rows], nms_threshold)
+            keep = ref_nms(boxes[rows], scores[rows], nms_threshold)
+            kept_scores = scores[rows][keep]
         else:
             keep, kept_scores = ref_soft_nms(boxes[rows], scores[rows], nms_threshold, sigma,
                                              soft_nms, soft_floor)

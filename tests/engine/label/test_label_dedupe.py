@@ -16,7 +16,7 @@ from engine.label.run import label
 from engine.options import InputOptions, OneLineParser
 from engine.select.predictions import iter_records
 from tests.engine.conftest import assert_same_records, read_run
-from tests.engine.label.test_label_pipeline import request
+from tests.engine.conftest import request
 
 
 def _with_copies(dump: Path, folder: Path) -> dict[str, str]:

@@ -9,10 +9,7 @@ a convolution in another order for another batch size, which moves the last bits
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -21,30 +18,14 @@ import pytest
 
 from engine.errors import UserError
 from engine.label.batches import make_batches
-from engine.label.labeler import LabelSettings
-from engine.label.manifest import RunManifest, manifest_path
-from engine.label.merge import MergeSettings
-from engine.label.request import Inputs, LabelRequest, Runtime
+from engine.label.manifest import RunManifest
 from engine.label.run import label
 from engine.label.views import Padding, TransformPlan, make_views, parse_scales
-from tests.engine.conftest import assert_same_records, read_run
+from tests.engine.conftest import (assert_same_records, killed_after_two_shards, labeling_command,
+                                  read_run, request)
 from tests.engine.label.gauntlet import EXIF_NAME, EXIF_STORED_HW, build_gauntlet
 
-from tests.conftest import REPO_ROOT as REPO
-SCALES = "96,128"
-FLOOR = 0.001  # the 3-step tiny detector scores low; a low floor keeps records non-trivial
-
-
-def request(exported, images: Path, out: Path, plan: TransformPlan | None = None, batch_size: int = 8,
-            workers: int = 2, **fields) -> LabelRequest:
-    """The test run's request: the tiny teachers, scales SCALES, floor FLOOR, 4 images a
-    shard; `fields`: other LabelRequest fields (keypoints, resume)."""
-    labeling = LabelSettings(plan or TransformPlan.grid(parse_scales(SCALES), max_size=256),
-                             MergeSettings(score_floor=FLOOR))
-    return LabelRequest(**{"detector": exported["detect"][0], "keypoints": exported["keypoints"][0], "out": out,
-                           "inputs": Inputs(images=images), "labeling": labeling,
-                           "runtime": Runtime(batch_size=batch_size, workers=workers, progress=False), "shard_size": 4,
-                           **fields})
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -158,30 +139,12 @@ def test_gauntlet(exported, tmp_path):
     assert_same_records([{**upright, "file_name": EXIF_NAME}], [exif])
 
 
-def _labeling_command(exported, images: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "label", "--detector", str(exported["detect"][0]),
-            "--keypoints", str(exported["keypoints"][0]), "--images", str(images), "--out", str(out),
-            "--scales", SCALES, "--max-size", "256", "--score-floor", str(FLOOR), "--shard-size", "2",
-            "--batch-size", "2", "--workers", "1", "--no-progress", *extra]
-
-
 def test_resume_after_sigkill(exported, dump, reference_run, tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(_labeling_command(exported, dump, out), cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        # The manifest is replaced atomically: once there, it is always whole.
-        if manifest_path(out).exists() and len(RunManifest.load(out).shards) >= 2:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed: " + process.stderr.read().decode()
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = RunManifest.load(out)
+    done = killed_after_two_shards(labeling_command(exported, dump, out), out)
     assert not done.complete and 2 <= len(done.shards) < 5
 
-    finished = subprocess.run(_labeling_command(exported, dump, out, "--resume"), cwd=REPO,
+    finished = subprocess.run(labeling_command(exported, dump, out, "--resume"), cwd=REPO_ROOT,
                               capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert "already done" in finished.stdout

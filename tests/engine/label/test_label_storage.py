@@ -16,7 +16,7 @@ from engine.label.manifest import RunManifest
 from engine.label.run import label
 from engine.label.storage import read_object
 from tests.engine.conftest import assert_same_records, read_run
-from tests.engine.label.test_label_pipeline import request
+from tests.engine.conftest import request
 
 
 class Flaky:

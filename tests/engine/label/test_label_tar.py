@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import gzip
 import io
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +16,12 @@ import pytest
 from engine.errors import UserError
 from engine.label.decode import DecodeError, decode_file, decode_source
 from engine.label.discover import open_sources
-from engine.label.manifest import RunManifest, manifest_path
 from engine.label.run import label
 from engine.label.tar import expand_braces, tar_sources
 from tests.conftest import REPO_ROOT
-from tests.engine.conftest import assert_same_records, read_run
+from tests.engine.conftest import (assert_same_records, killed_after_two_shards, labeling_command,
+                                  read_run, request)
 from tests.engine.label.gauntlet import EXIF_NAME, build_gauntlet
-from tests.engine.label.test_label_pipeline import FLOOR, SCALES, request
 
 
 def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
@@ -217,31 +213,14 @@ def test_tar_run_matches_loose_files_and_records_bad_members(exported, dump, tmp
     assert summary.images == 10 and summary.failed == 1
 
 
-def _labeling_command(exported, images: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "label", "--detector", str(exported["detect"][0]),
-            "--keypoints", str(exported["keypoints"][0]), "--images", images, "--out", str(out),
-            "--scales", SCALES, "--max-size", "256", "--score-floor", str(FLOOR), "--shard-size", "2",
-            "--batch-size", "2", "--workers", "1", "--no-progress", *extra]
-
-
 def test_tar_run_resumes_after_sigkill(exported, dump, tmp_path):
     _shards_of(dump, tmp_path / "shards")
     out = tmp_path / "run"
-    process = subprocess.Popen(_labeling_command(exported, str(tmp_path / "shards"), out), cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if manifest_path(out).exists() and len(RunManifest.load(out).shards) >= 2:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed: " + process.stderr.read().decode()
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = RunManifest.load(out)
+    done = killed_after_two_shards(labeling_command(exported, tmp_path / "shards", out), out)
     assert not done.complete and 2 <= len(done.shards) < 5
     before = {entry.file: (out / "shards" / entry.file).stat().st_mtime_ns for entry in done.shards}
 
-    finished = subprocess.run(_labeling_command(exported, str(tmp_path / "shards"), out, "--resume"),
+    finished = subprocess.run(labeling_command(exported, tmp_path / "shards", out, "--resume"),
                               cwd=REPO_ROOT, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     records, failures = read_run(out)

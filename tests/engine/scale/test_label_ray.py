@@ -23,7 +23,7 @@ from engine.scale.cluster import size_pool
 from tests.engine.label.gauntlet import build_gauntlet
 from tests.conftest import REPO_ROOT as REPO
 from tests.engine.conftest import assert_same_records, read_run
-from tests.engine.label.test_label_pipeline import request
+from tests.engine.conftest import request
 
 SHARD_SIZE = 4
 
