@@ -1,10 +1,10 @@
 """Input kinds side by side: `distill label` over the same images as loose files, as
-tar shards (WebDataset convention) and, with --s3, as objects on a local S3 server,
-measured in one run.
+tar shards (WebDataset convention), with --s3 as objects on a local S3 server, and with
+--video as frames of videos against the same frames as JPEG files, measured in one run.
 
     .venv/bin/python -m benchmarks.input_throughput --detector D.onnx [--keypoints K.onnx] \
         --images DIR [--count 1000] [--per-shard 100] [--scales 160:224:32] [--repeats 2] \
-        [--s3] [--out runs/bench-inputs]
+        [--s3] [--video] [--out runs/bench-inputs]
 
 The first `--count` images of DIR (cycled when it holds fewer) are copied into OUT/loose/
 (copy-k/ sub-folders for the laps) and packed, in the same order, into OUT/shards/
@@ -24,6 +24,13 @@ uploads OUT/loose/ to s3://bench/images and passes the endpoint and test credent
 the s3 run through the environment, as a user's would come. A local server has no
 network latency; what it shows is that the read-ahead keeps the pipeline fed when every
 image is an HTTP request away.
+
+--video resizes the loose images to the first one's size (even sides) and writes them,
+in the same order, as MPEG-4 videos (OpenCV's `mp4v`, 25 fps) of `--per-shard` frames each
+into OUT/video/; the frames decoded back from them are written as JPEG files (quality 95)
+into OUT/frames/, so both kinds hold the same pictures. The video run is `--images
+OUT/video --every-frame 1`, the frames run `--images OUT/frames`; their records are not
+compared (JPEG is lossy), their counts are. The last line adds `video/frames=R`.
 """
 
 from __future__ import annotations
@@ -43,9 +50,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.common import best_of_interleaved, write_report
+import cv2
+
 from engine.label.decode import decode_source
 from engine.label.discover import discover_folder, open_sources
 from engine.label.manifest import RunManifest
+from engine.label.video import FrameSampling
 
 
 def make_inputs(images: Path, count: int, per_shard: int, out: Path) -> tuple[Path, str, list[str]]:
@@ -70,6 +80,26 @@ def make_inputs(images: Path, count: int, per_shard: int, out: Path) -> tuple[Pa
             for name in names[k * per_shard:(k + 1) * per_shard]:
                 archive.add(loose / name, arcname=name, recursive=False)
     return loose, str(shards / f"{{00000..{shard_count - 1:05d}}}.tar"), names
+
+
+def make_videos(loose: Path, names: list[str], per_video: int, out: Path) -> tuple[Path, Path]:
+    """(folder of videos, folder of the same frames as JPEG files): see the module docstring."""
+    videos, frames = out / "video", out / "frames"
+    for folder in (videos, frames):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    height, width = cv2.imread(str(loose / names[0])).shape[:2]
+    size = (width // 2 * 2, height // 2 * 2)  # MPEG-4 wants even sides
+    for k in range(0, len(names), per_video):
+        writer = cv2.VideoWriter(str(videos / f"{k // per_video:05d}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25.0,
+                                 size)
+        for name in names[k:k + per_video]:
+            writer.write(cv2.resize(cv2.imread(str(loose / name)), size))
+        writer.release()
+    for n, source in enumerate(open_sources(videos, None, frames=FrameSampling(every=1))[1]):
+        cv2.imwrite(str(frames / f"{n:06d}.jpg"), cv2.cvtColor(decode_source(source), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return videos, frames
 
 
 @contextlib.contextmanager
@@ -98,9 +128,10 @@ def s3_server(loose: Path):
 
 
 def input_stage(given: str, workers: int) -> float:
-    """Seconds to find and decode every image of `given` with `workers` threads."""
+    """Seconds to find and decode every image (every video frame) of `given` with
+    `workers` threads (a video is decoded by the thread that walks it)."""
     start = time.perf_counter()
-    _, sources = open_sources(given, None)
+    _, sources = open_sources(given, None, frames=FrameSampling(every=1))
     with ThreadPoolExecutor(workers) as pool:
         for _ in pool.map(lambda source: decode_source(source).shape, sources):
             pass
@@ -137,6 +168,8 @@ def main() -> None:
     parser.add_argument("--scales", default="160:224:32")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--s3", action="store_true", help="also from a local S3 server (moto)")
+    parser.add_argument("--video", action="store_true",
+                        help="also video frames against the same frames as JPEG files")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="decode threads of the input-stage table (default: the CPU count)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-inputs"))
@@ -146,9 +179,12 @@ def main() -> None:
     base = [str(Path(sys.executable).parent / "distill"), "label", "--detector", str(args.detector),
             *(["--keypoints", str(args.keypoints)] if args.keypoints else []), "--scales", args.scales,
             "--max-detections", "10", "--no-progress"]
+    videos, frames = make_videos(loose, names, args.per_shard, args.out) if args.video else (None, None)
     with s3_server(loose) if args.s3 else contextlib.nullcontext():
-        kinds = {"loose": str(loose), "tar": pattern, **({"s3": "s3://bench/images"} if args.s3 else {})}
-        commands = {kind: [*base, "--images", given, "--out", str(args.out / f"run-{kind}")]
+        kinds = {"loose": str(loose), "tar": pattern, **({"s3": "s3://bench/images"} if args.s3 else {}),
+                 **({"frames": str(frames), "video": str(videos)} if args.video else {})}
+        commands = {kind: [*base, "--images", given, "--out", str(args.out / f"run-{kind}"),
+                           *(["--every-frame", "1"] if kind == "video" else [])]
                     for kind, given in kinds.items()}
         best = best_of_interleaved({kind: (lambda attempt, kind=kind: timed_label(commands[kind],
                                                                                   args.out / f"run-{kind}"))
@@ -158,6 +194,10 @@ def main() -> None:
     loose_records = records_of(args.out / "run-loose")
     for kind in kinds:
         records = records_of(args.out / f"run-{kind}")
+        if kind in ("frames", "video"):  # other pixels than the loose images': counts only
+            if len(records) != len(names):
+                sys.exit(f"the {kind} run labeled {len(records)} images, not {len(names)}")
+            continue
         if len(records) != len(names) or [{**r, "file_name": ""} for r in records] != \
                 [{**r, "file_name": ""} for r in loose_records]:
             sys.exit(f"the {kind} run's records differ from the loose run's")
@@ -173,11 +213,16 @@ def main() -> None:
                                                       "scales": args.scales, "commands": commands, "best": best,
                                                       "input_stage_images_per_second": {
                                                           kind: len(names) / seconds for kind, seconds in stage.items()},
-                                                      "records_identical_apart_from_file_name": True})
+                                                      "records_identical_apart_from_file_name": True,
+                                                      "video": args.video})
     loose_best = best["loose"]
     ratios = [f"{kind}/loose={best[kind]['images_per_second'] / loose_best['images_per_second']:.2f} "
               f"rss {kind}/loose={best[kind]['peak_rss_mb'] / loose_best['peak_rss_mb']:.2f}"
-              for kind in kinds if kind != "loose"]
+              for kind in kinds if kind in ("tar", "s3")]
+    if args.video:
+        ratios.append(f"video/frames={best['video']['images_per_second'] / best['frames']['images_per_second']:.2f} "
+                      f"rss video/frames={best['video']['peak_rss_mb'] / best['frames']['peak_rss_mb']:.2f} "
+                      f"stage video/frames={stage['frames'] / stage['video']:.2f}")
     print(" ".join(ratios))
 
 

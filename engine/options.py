@@ -62,6 +62,20 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def image_root(text: str) -> Path | str:
+    """A folder of images, or an object-storage URL (kept a str: Path would eat its "//")."""
+    from engine.label.storage import is_url
+
+    return text if is_url(text) else Path(text)
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return value
+
+
 def unit_interval(text: str) -> float:
     """A fraction in [0, 1]."""
     value = _float(text)
@@ -160,6 +174,17 @@ class PlanOptions:
         return TransformPlan.grid(args.scales or self.default.scales, default_flip and not no_flip,
                                   args.max_size or self.default.max_size)
 
+    def escalation(self, args: argparse.Namespace):
+        """The stages of the --plan file (an `Escalation`), or None: no file, or a fixed plan."""
+        from engine.label.plan_file import read_staged_plan
+
+        if getattr(args, "plan", None) is None:
+            return None
+        try:
+            return read_staged_plan(args.plan)[1]
+        except ValueError as error:
+            raise UserError(f"--plan {error}") from None
+
 
 class MergeOptions:
     """How one image's candidates become detections -> `MergeSettings`."""
@@ -207,19 +232,21 @@ class LabelingOptions:
         from engine.label.labeler import LabelSettings
 
         given = {"keypoint_flip": args.keypoint_flip} if args.keypoint_flip is not None else {}
-        return LabelSettings(plan=self.plan.parse(args), merge=self.merge.parse(args), **given)
+        return LabelSettings(plan=self.plan.parse(args), merge=self.merge.parse(args),
+                             escalation=self.plan.escalation(args), **given)
 
 
 class InputOptions:
-    """The images -> `Inputs`: --images DIR|TAR|PATTERN|URL or --list FILE, --max-pixels and
-    --dedupe."""
+    """The images -> `Inputs`: --images DIR|TAR|PATTERN|URL|VIDEO or --list FILE,
+    --max-pixels, --dedupe, and the video frame sampling --fps N or --every-frame K."""
 
     def add(self, parser: argparse.ArgumentParser) -> None:
         from engine.label.request import Inputs
 
         source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--images", metavar="DIR|TAR|PATTERN|URL",
-                            help="folder of images (searched recursively; tar shards in it are read in place), "
+        source.add_argument("--images", metavar="DIR|TAR|PATTERN|URL|VIDEO",
+                            help="folder of images (searched recursively; tar shards in it are read in place, "
+                                 "and videos too with --fps or --every-frame), a video file, "
                                  "a tar shard (WebDataset: records named 00042.tar/key.jpg), a brace "
                                  "pattern of shards such as 'dump/{00000..00099}.tar', or an object-storage "
                                  "prefix such as s3://bucket/images (pip install 'distill[storage]'; "
@@ -232,12 +259,26 @@ class InputOptions:
                             help="an image whose bytes equal an earlier image's is not labeled again: its record "
                                  "points at the first one ({\"file_name\", \"duplicate_of\"}), and distill select "
                                  "skips it")
+        frames = parser.add_mutually_exclusive_group()
+        frames.add_argument("--fps", type=positive_float, metavar="N",
+                            help="read video files (.mp4, .mkv, .mov, ...) too, labeling at most N frames per "
+                                 "second of video: the first frame of every 1/N s; a frame's record is named "
+                                 "video.mp4#t=12.480 (its presentation time in seconds)")
+        frames.add_argument("--every-frame", type=positive_int, metavar="K",
+                            help="read video files too, labeling every K-th decoded frame (1: all of them)")
 
     def parse(self, args: argparse.Namespace):
         from engine.label.request import Inputs
 
+        from engine.label.video import FrameSampling, is_video_name
+
         given = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
-        return Inputs(images=args.images, list_file=args.list, dedupe=args.dedupe, **given)
+        frames = None
+        if args.fps is not None or args.every_frame is not None:
+            frames = FrameSampling(fps=args.fps, every=args.every_frame)
+        elif args.images is not None and is_video_name(str(args.images)):
+            raise UserError(f"--images {args.images} is a video: give --fps N or --every-frame K")
+        return Inputs(images=args.images, list_file=args.list, dedupe=args.dedupe, frames=frames, **given)
 
 
 class RuntimeOptions:

@@ -19,6 +19,7 @@ guess gives a 404 for every image.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +29,7 @@ from engine.convert.labelstudio import LocalFiles, first_missing_image, local_fi
 from engine.convert.read import LabelSet, load_labels
 from engine.convert.yolo import write_yolo
 from engine.errors import UserError
+from engine.options import image_root
 
 FORMATS = ("yolo", "labelstudio")
 
@@ -39,15 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(Ultralytics txt per image + data.yaml; pose rows for people with keypoints) or as "
                     "Label Studio tasks whose predictions are the labels, with their scores, plus the "
                     "matching labeling config. Crowd regions are left out; boxes are clipped to the image.")
-    p.add_argument("--labels", required=True, type=Path, metavar="LABELS.json", help="COCO dataset JSON")
+    p.add_argument("--labels", required=True, type=Path, metavar="LABELS.json",
+                   help="COCO dataset JSON, or the folder of distill select --shards")
     p.add_argument("--to", required=True, choices=FORMATS, help="output format")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder, new or empty")
     p.add_argument("--confidence", action="store_true",
                    help="yolo: append each label's score as the last column (Ultralytics' prediction txt; "
                         "strip it to train)")
-    p.add_argument("--images", type=Path, default=None, metavar="IMAGES",
+    p.add_argument("--images", type=image_root, default=None, metavar="IMAGES",
                    help="the folder the file_names are relative to. yolo: each image is linked as "
-                        "DIR/images/<file_name>, so data.yaml trains as is; labelstudio: the tasks point "
+                        "DIR/images/<file_name>, so data.yaml trains as is (a tar shard's member, a video "
+                        "frame, written there as a PNG, or an object under an s3:// IMAGES is written "
+                        "there instead); labelstudio: the tasks point "
                         "at Label Studio's local files, served with IMAGES' parent as "
                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT and a Local Files storage at IMAGES "
                         "(the setup is printed)")
@@ -62,12 +67,14 @@ def run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise UserError(f"--out {args.out} exists and is not an empty folder; choose a new one")
-    if args.images is not None and not args.images.is_dir():
+    if isinstance(args.images, Path) and not args.images.is_dir():
         raise UserError(f"--images {args.images} is not a folder")
     labels = load_labels(args.labels)
     served = _local_files(args, labels) if args.to == "labelstudio" and args.images is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Named by our process id: a folder of that name can only be left by a dead process.
+    # Named by our process id: a folder of that name can only be left by a dead process,
+    # as is one named by the id of a process that no longer runs (a killed conversion's).
+    _remove_dead_staging(out)
     staging = out.parent / f".{out.name}.{os.getpid()}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -86,12 +93,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_dead_staging(out: Path) -> None:
+    """Remove the staging folders of `out` left by conversions that were killed."""
+    for staging in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        pid = staging.name[len(out.name) + 2:-len(".partial")]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 def _check_flags(args: argparse.Namespace) -> None:
     """A flag of the other format is a mistake, not something to ignore silently."""
     if args.to != "yolo" and args.confidence:
         raise UserError("--confidence applies to --to yolo only")
     if args.to != "labelstudio" and args.image_root is not None:
         raise UserError("--image-root applies to --to labelstudio only")
+    if args.to == "labelstudio" and isinstance(args.images, str):
+        raise UserError("--to labelstudio serves local files: for images in object storage give --image-root PREFIX")
     if args.to == "labelstudio" and (args.images is None) == (args.image_root is None):
         raise UserError("--to labelstudio needs one of --images IMAGES (the folder the file_names are relative "
                         "to, served as Label Studio local files) or --image-root PREFIX (a URL prefix)")

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from engine.coco.geometry import xywh_to_xyxy, xyxy_to_xywh
-from engine.coco.read import load_coco
 from engine.errors import UserError
+from engine.select.sharded import load_label_set
 
 
 @dataclass
@@ -51,10 +51,11 @@ class LabelSet:
 
 
 def load_labels(path: Path) -> LabelSet:
-    """Read the COCO dataset JSON at `path`, every entry checked
-    (`engine.coco.read.load_coco`), and make it safe to convert (see the module docstring)."""
+    """Read the COCO dataset JSON at `path`, or the sharded labels of `distill select
+    --shards` (their folder or index.json), every entry checked (`engine.coco.read.load_coco`),
+    and make it safe to convert (see the module docstring)."""
     path = Path(path)
-    coco = load_coco(path)
+    coco = load_label_set(path)
     images, categories = list(coco.images.values()), list(coco.categories.values())
     _check_names(path, categories)
     counts: Counter = Counter()

@@ -8,6 +8,11 @@ image's path with `/labels/` and its suffix with `.txt`, so:
     DIR/labels/<file_name without suffix>.txt   one row per label; an empty file: no labels
     DIR/images/<file_name>                      links to the images (--images), or put them there
 
+An image that is no file of its own is written there instead of linked: a tar shard's
+member (`00042.tar/key.jpg`) or an object (--images s3://...) as its bytes, a video frame
+(`match.mp4#t=12.480`) as a lossless PNG named `match.mp4#t=12.480.png` (its labels:
+`match.mp4#t=12.480.txt`), read by the labeler's own readers (engine.label.named).
+
 Rows, coordinates normalized by the image width (x) or height (y) to 0..1:
 
     detect:  class cx cy w h [score]
@@ -40,9 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import cv2
+
 from engine.coco.schema import flip_index
 from engine.convert.read import LabelSet
 from engine.errors import UserError
+from engine.label import named
+from engine.label.decode import DecodeError
+from engine.label.video import split_frame_name
 
 # Decimals of normalized coordinates: 1e-6 of the image side is 0.01 px at 10,000 px.
 DECIMALS = 6
@@ -64,6 +74,8 @@ def image_path(file_name: str) -> PurePosixPath:
     # Label files and links must land inside DIR: an absolute or `..` path would escape it.
     if path.is_absolute() or ".." in path.parts or not path.name:
         raise UserError(f"image file_name {file_name!r} must be a relative path inside the image folder")
+    if split_frame_name(file_name) is not None:  # a video frame is written as a PNG file of its own
+        return path.with_name(path.name + ".png")
     return path
 
 
@@ -74,13 +86,14 @@ def label_path(file_name: str) -> PurePosixPath:
 
 
 def write_yolo(labels: LabelSet, out: Path, *, root: Path, confidence: bool = False,
-               images: Path | None = None) -> dict[str, Any]:
+               images: Path | str | None = None) -> dict[str, Any]:
     """Write `labels` as a YOLO dataset into the folder `out` (which must exist).
 
     `root`: the dataset's final absolute folder, written as `path` in data.yaml (`out`
     may be a staging folder renamed to `root` afterwards). `confidence`: append each
-    label's score. `images`: the folder the COCO file_names are relative to; each image
-    is linked as `out/images/<file_name>`. Returns counts for the summary line.
+    label's score. `images`: the folder (or object-storage URL) the COCO file_names are
+    relative to; each image is linked as `out/images/<file_name>` (written there when it is
+    no file of its own: module docstring). Returns counts for the summary line.
     """
     if confidence and not labels.has_scores:
         raise UserError(f"--confidence needs a score on every label; {labels.path} has labels without one "
@@ -103,7 +116,7 @@ def write_yolo(labels: LabelSet, out: Path, *, root: Path, confidence: bool = Fa
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
         if images is not None:
-            _link_image(images / image_path(image["file_name"]), out / "images" / image_path(image["file_name"]))
+            _place_image(images, image["file_name"], out / "images" / image_path(image["file_name"]))
     (out / "data.yaml").write_text(data_yaml(labels, root), encoding="utf-8")
     return {"task": "pose" if pose else "detect", "images": len(labels.images), "empty": empty,
             "labels": labels.num_labels, "classes": len(labels.categories), "keypoints": num_keypoints}
@@ -146,15 +159,27 @@ def _row(annotation: dict[str, Any], width: float, height: float, class_index: i
     return " ".join(fields)
 
 
-def _link_image(source: Path, target: Path) -> None:
+def _place_image(root: Path | str, file_name: str, target: Path) -> None:
     # One link per file, not one link for the folder: Ultralytics resolves the `train`
     # folder's real path before it swaps /images/ for /labels/, so a linked folder would
     # send it looking for labels beside the original images. Absolute targets keep the
     # links valid wherever DIR is moved.
-    if not source.is_file():
-        raise UserError(f"--images: {source} not found")
+    source = root / image_path(file_name) if isinstance(root, Path) else None
+    if source is not None and source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(source.resolve(), target)
+        return
+    if not named.exists(root, file_name):
+        raise UserError(f"--images: {source if source is not None else f'{root}/{file_name}'} not found")
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(source.resolve(), target)
+    try:
+        if split_frame_name(file_name) is not None:
+            _, png = cv2.imencode(".png", cv2.cvtColor(named.read_image(root, file_name), cv2.COLOR_RGB2BGR))
+            target.write_bytes(png.tobytes())
+        else:
+            target.write_bytes(named.image_bytes(root, file_name))
+    except DecodeError as error:
+        raise UserError(f"--images: cannot read {file_name}: {error}") from None
 
 
 def read_yolo(labels_dir: Path, images: Iterable[Mapping[str, Any]],

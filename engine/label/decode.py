@@ -66,9 +66,10 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_bytes(data: bytes | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, BMP, WebP, TIFF, ...; the content decides,
-    not the file name).
+    not the file name). An array is an image its source decoded already (a video frame,
+    engine.label.video: (H, W, 3) uint8 RGB): only the pixel limit applies to it.
 
     max_pixels: refuse images whose header claims more than this many pixels (w * h).
     Returns (H, W, 3) uint8 RGB, C-contiguous, in displayed orientation (EXIF applied,
@@ -76,6 +77,11 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     inputs come out as 8-bit RGB (alpha dropped, 16-bit scaled by 1/256).
     Raises DecodeError with a one-line reason.
     """
+    if isinstance(data, np.ndarray):
+        height, width = data.shape[:2]
+        if width * height > max_pixels:
+            raise DecodeError(f"image too large: {width}x{height} pixels exceeds the {max_pixels}-pixel limit")
+        return data
     if len(data) == 0:
         raise DecodeError("empty file")
     try:
@@ -120,13 +126,14 @@ def decode_source(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
     return decode_bytes(read_source(source), max_pixels)
 
 
-def read_source(source: Source) -> bytes:
-    """The bytes of what discovery found (a file, a tar member, an object); DecodeError
-    with a one-line reason when they cannot be read."""
+def read_source(source: Source) -> bytes | np.ndarray:
+    """The bytes of what discovery found (a file, a tar member, an object), or the pixels
+    of a video frame, decoded already ((H, W, 3) uint8 RGB: `content_digest` and
+    `decode_bytes` take either); DecodeError with a one-line reason when they cannot be read."""
     return source.read() if source.read is not None else read_file(source.path)
 
 
-def content_digest(data: bytes) -> bytes:
+def content_digest(data: bytes | np.ndarray) -> bytes:
     """A 128-bit digest of `data` that tells exact duplicates apart: BLAKE2b from the
     standard library (no new dependency; about 0.9 GB/s a core here, far above JPEG
     decoding), 16 bytes, so that accidental collisions stay out of reach at 10^9 files."""

@@ -4,12 +4,14 @@ The kinds of input: a folder walked recursively (`discover_folder`), a text file
 lists paths (`read_list`), tar shards (engine.label.tar): one archive, a brace pattern
 of them (`dump/{00000..00099}.tar`), or archives met in a folder or a list, whose image
 members are read in place (named `00042.tar/key.jpg`), and object storage
-(engine.label.storage: `s3://bucket/prefix`, walked as a folder is). All are generators, so the
+(engine.label.storage: `s3://bucket/prefix`, walked as a folder is), and, when the run
+samples frames (`FrameSampling`), video files, whose sampled frames are read in place
+(named `match.mp4#t=12.480`: engine.label.video). All are generators, so the
 pipeline starts decoding the first image while the rest of a large dump is still being
 found, and memory does not grow with the number of images. The order is deterministic
 (names sorted within each directory, members in archive order, patterns in expansion
-order), so two runs over the same input see the images in the same order and a resumed
-run's shards line up with the first run's.
+order, video frames in presentation order), so two runs over the same input see the
+images in the same order and a resumed run's shards line up with the first run's.
 
 Discovery never raises for one bad entry: what it already knows is unusable (a symlink
 loop, a broken symlink, a directory it cannot list) comes out as a `Source` with
@@ -24,8 +26,14 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from engine.label.video import FrameSampling
 
 # Matched against the lower-cased suffix, so "IMG_0001.JPG" counts. The extension only
 # decides what discovery offers; the decoder sniffs the content (a PNG named .jpg is fine).
@@ -45,13 +53,14 @@ class Source:
     problem: set when discovery already knows the entry is unusable (the one-line reason
         for failures.jsonl); None for an entry the decoder should try.
     read: for an input that is not a local file of its own (a tar member, an object in
-        storage), returns its bytes or raises DecodeError; None: read the file at `path`.
+        storage), returns its bytes or raises DecodeError; for a video frame, returns the
+        decoded frame ((H, W, 3) uint8 RGB); None: read the file at `path`.
     """
 
     path: Path
     name: str
     problem: str | None = None
-    read: Callable[[], bytes] | None = None
+    read: Callable[[], bytes | np.ndarray] | None = None
 
 
 def is_image_name(name: str) -> bool:
@@ -97,17 +106,20 @@ def _file_problem(entry: os.DirEntry[str]) -> str | None:
     return "not a regular file"
 
 
-def discover_folder(root: Path, with_bytes: bool = True) -> Iterator[Source]:
+def discover_folder(root: Path, with_bytes: bool = True, frames: FrameSampling | None = None) -> Iterator[Source]:
     """Every image file under `root`, depth-first, entries of each directory sorted by
     name (directories and files interleaved in that order), hidden names skipped; a tar
-    archive (engine.label.tar.TAR_SUFFIXES) is replaced by its image members, in place.
-    with_bytes=False: tar members are listed without being read (for counting).
+    archive (engine.label.tar.TAR_SUFFIXES) is replaced by its image members, in place,
+    and with `frames`, a video (engine.label.video.VIDEO_EXTENSIONS) by its sampled frames
+    (without, videos are skipped as any other file is). with_bytes=False: tar members are
+    listed without being read, video frames estimated without decoding (for counting).
 
     Directory symlinks are followed, but a directory (by device and inode) is entered at
     most once: a symlink that would re-enter one comes out as a Source with a problem
     instead, which also ends symlink loops such as `sub/back -> ..`.
     """
     from engine.label.tar import is_tar_name, tar_sources
+    from engine.label.video import is_video_name, video_sources
 
     root = Path(root)
     visited: set[tuple[int, int]] = set()
@@ -146,6 +158,12 @@ def discover_folder(root: Path, with_bytes: bool = True) -> Iterator[Source]:
                 yield from tar_sources(path, name, with_bytes)
             else:
                 yield Source(path, name, problem)
+        elif frames is not None and is_video_name(entry.name):
+            problem = _file_problem(entry)
+            if problem is None:
+                yield from video_sources(path, name, frames, with_bytes)
+            else:
+                yield Source(path, name, problem)
 
 
 def _enter(
@@ -162,16 +180,18 @@ def _enter(
     stack.append((directory, iter(entries)))
 
 
-def read_list(list_file: Path, with_bytes: bool = True) -> Iterator[Source]:
+def read_list(list_file: Path, with_bytes: bool = True, frames: FrameSampling | None = None) -> Iterator[Source]:
     """The paths named by a text file, one per line, read line by line.
 
     Surrounding whitespace is stripped; blank lines and lines starting with "#" are
     skipped. A relative path is taken relative to the list file's own folder and keeps
     the line as its name; an absolute path is its own name. Entries are not filtered by
     extension: a list is an explicit request, and the decoder reports what it cannot read;
-    a tar archive's entry stands for its image members (with_bytes: see discover_folder).
+    a tar archive's entry stands for its image members, and with `frames`, a video's for
+    its sampled frames (with_bytes: see discover_folder).
     """
     from engine.label.tar import is_tar_name, tar_sources
+    from engine.label.video import is_video_name, video_sources
 
     list_file = Path(list_file)
     base = list_file.parent
@@ -185,6 +205,8 @@ def read_list(list_file: Path, with_bytes: bool = True) -> Iterator[Source]:
             path = path if path.is_absolute() else base / path
             if is_tar_name(entry):
                 yield from tar_sources(path, name, with_bytes)
+            elif frames is not None and is_video_name(entry):
+                yield from video_sources(path, name, frames, with_bytes)
             else:
                 yield Source(path, name)
 
@@ -216,18 +238,21 @@ def _pattern_sources(pattern: str, with_bytes: bool) -> tuple[Path, Iterator[Sou
 
 
 def open_sources(images: Path | str | None, list_file: Path | None,
-                 with_bytes: bool = True) -> tuple[Path | str, Iterator[Source]]:
+                 with_bytes: bool = True, frames: FrameSampling | None = None) -> tuple[Path | str, Iterator[Source]]:
     """The input root (the folder names are relative to; for a URL, the URL as a str) and
     the stream of sources.
 
-    Exactly one of `images` (a folder, a tar archive, a brace pattern of them, or an
-    object-storage URL: engine.label.storage) and `list_file` must be given. with_bytes=False: list tar members without reading them
-    (for counting). Raises `UserError` for a missing input, a file that is neither a
-    folder nor a tar archive, or a missing or unreadable list file; an empty folder is not
-    an error here (the caller decides).
+    Exactly one of `images` (a folder, a tar archive, a brace pattern of them, a video
+    file, or an object-storage URL: engine.label.storage) and `list_file` must be given.
+    frames: how videos are sampled (None: videos are not read). with_bytes=False: list tar
+    members without reading them, estimate video frames without decoding (for counting).
+    Raises `UserError` for a missing input, a file that is neither a folder nor a tar
+    archive nor a video (a video without `frames`), or a missing or unreadable list file;
+    an empty folder is not an error here (the caller decides).
     """
     from engine.label.storage import is_url
     from engine.label.tar import has_braces, is_tar_name, tar_sources
+    from engine.label.video import is_video_name, video_sources
 
     if (images is None) == (list_file is None):
         raise UserError("give exactly one of an image folder and a list file")
@@ -244,9 +269,13 @@ def open_sources(images: Path | str | None, list_file: Path | None,
             raise UserError(f"image folder not found: {images}")
         if images.is_file() and is_tar_name(images.name):
             return images.parent, tar_sources(images, images.name, with_bytes)
+        if images.is_file() and is_video_name(images.name):
+            if frames is None:
+                raise UserError(f"a video needs a frame sampling (frames per second or every k-th frame): {images}")
+            return images.parent, video_sources(images, images.name, frames, with_bytes)
         if not images.is_dir():
-            raise UserError(f"not a folder or a tar archive: {images}")
-        return images, discover_folder(images, with_bytes)
+            raise UserError(f"not a folder, a tar archive or a video: {images}")
+        return images, discover_folder(images, with_bytes, frames)
     assert list_file is not None
     list_file = Path(list_file)
     # Open once now so that a bad list is a one-line error before any work starts;
@@ -263,4 +292,4 @@ def open_sources(images: Path | str | None, list_file: Path | None,
         raise UserError(f"cannot read list file (permission denied): {list_file}") from None
     except OSError as e:
         raise UserError(f"cannot read list file ({e.strerror or e}): {list_file}") from None
-    return list_file.parent, read_list(list_file, with_bytes)
+    return list_file.parent, read_list(list_file, with_bytes, frames)

@@ -27,12 +27,15 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from functools import partial
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
 from engine.atomic import write_json_atomically, write_text_atomically
 from engine.coco.read import CocoSet, load_coco
 from engine.errors import UserError
+from engine.label.named import exists as named_exists
+from engine.label.named import read_image
 from engine.review import pages
 from engine.review.draw import Job, Mark, make_style, thumbnail_shape, write_thumbnails
 from engine.review.match import FALSE, Counts, ImageMatch, match_labels
@@ -41,6 +44,7 @@ from engine.review.plots import Plots, instance_curves, visible_keypoints, write
 from engine.review.read import (GroundTruth, NearThreshold, category_records, category_thresholds,
                                 keypoint_threshold, match_ground_truth, read_predictions)
 from engine.review.sample import Section, sample_ids
+from engine.select.sharded import load_label_set
 
 FORMAT = "distill-gallery-v1"
 UNREADABLE_LISTED = 100  # the index lists this many unreadable images; unreadable.txt has all
@@ -52,7 +56,7 @@ class Settings:
     """What `distill gallery` was asked for (see engine/review/cli.py for each flag)."""
 
     labels: Path
-    images: Path
+    images: Path | str  # the folder the labels' file_names are relative to, or an object-storage URL
     out: Path
     predictions: Path | None = None
     gt: Path | None = None
@@ -69,9 +73,9 @@ class Settings:
                 raise UserError(f"{flag} must be at least 1, got {value}")
         if not 0 < self.band <= 1:
             raise UserError(f"--band must be in (0, 1], got {self.band}")
-        if not self.images.exists():
+        if isinstance(self.images, Path) and not self.images.exists():
             raise UserError(f"--images {self.images} does not exist")
-        if not self.images.is_dir():
+        if isinstance(self.images, Path) and not self.images.is_dir():
             raise UserError(f"--images {self.images} is not a folder")
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} exists and is a file, not a folder")
@@ -95,9 +99,12 @@ def _prepare_out(out: Path) -> None:
         if not (out / "gallery.json").is_file():
             raise UserError(f"--out {out} is a non-empty folder that holds no gallery (no gallery.json): "
                             "choose an empty or new folder")
+        # Marked incomplete before anything goes: a build killed while it clears leaves a
+        # folder that neither claims to be whole nor stops being a gallery the next may clear.
+        write_json_atomically(out / "gallery.json", {"format": FORMAT, "complete": False})
         for name in ("thumbs", "plots"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for path in [*out.glob("*.html"), out / "style.css", out / "unreadable.txt", out / "gallery.json"]:
+        for path in [*out.glob("*.html"), out / "style.css", out / "unreadable.txt"]:
             path.unlink(missing_ok=True)
     try:
         (out / "thumbs").mkdir(parents=True, exist_ok=True)
@@ -114,7 +121,7 @@ class Gallery:
         self.started = time.perf_counter()  # the build's seconds include the reading
         settings.check()
         self.s = settings
-        self.labels: CocoSet = load_coco(settings.labels)
+        self.labels: CocoSet = load_label_set(settings.labels)
         if not self.labels.images:
             raise UserError(f"--labels {settings.labels} lists no images")
         self.thresholds = category_thresholds(self.labels)
@@ -194,10 +201,15 @@ class Gallery:
                               f"{d['score']:.2f}<{self.thresholds[d['category_id']]:.2f}", keypoints))
         return marks
 
+    def _source(self, file_name: str) -> Path | str:
+        """What names image `file_name` (in unreadable.txt): its path, or its URL."""
+        return f"{self.s.images}/{file_name}" if isinstance(self.s.images, str) else self.s.images / file_name
+
     def _job(self, image_id: int, name: str, marks: list[Mark]) -> Job:
         image = self.labels.images[image_id]
-        return Job(self.s.images / image["file_name"], self.s.out / "thumbs" / name,
-                   image["width"], image["height"], marks)
+        # Read as the labeler read it: a file, a tar shard's member, a video's frame, an object.
+        return Job(self._source(image["file_name"]), self.s.out / "thumbs" / name,
+                   image["width"], image["height"], marks, read=partial(read_image, self.s.images, image["file_name"]))
 
     def thumbnail_jobs(self, shown: set[int], almost: set[tuple[int, int]]) -> list[Job]:
         """The thumbnails to draw: `shown` image ids with their labels, `almost` (category
@@ -205,21 +217,24 @@ class Gallery:
         none of their images (the wrong folder, rather than a few unreadable files)."""
         jobs = [self._job(i, f"{i}.jpg", self._label_marks(i)) for i in sorted(shown)]
         jobs += [self._job(i, f"almost-{c}-{i}.jpg", self._almost_marks(i, c)) for c, i in sorted(almost)]
-        if jobs and not any(job.source.is_file() for job in jobs):
+        ids = sorted(shown) + [i for _, i in sorted(almost)]
+        if jobs and not any(named_exists(self.s.images, self.labels.images[i]["file_name"]) for i in ids):
             first = self.labels.images[min(shown | {i for _, i in almost})]["file_name"]
             raise UserError(f"--images {self.s.images} holds none of the {len(jobs)} images to draw "
                             f"(e.g. {first!r}): is it the folder the labels were made from?")
         return jobs
 
     # ---- cards ---------------------------------------------------------------------------
-    def _card(self, image_id: int, thumb: str, lines: list[str], unreadable: dict[Path, str]) -> Card:
+    def _card(self, image_id: int, thumb: str, lines: list[str], unreadable: dict[Path | str, str]) -> Card:
         image = self.labels.images[image_id]
-        source = self.s.images / image["file_name"]
+        source = self._source(image["file_name"])
         width, height = thumbnail_shape(image["width"], image["height"])
-        target = Path(os.path.relpath(source, self.s.out)).as_posix() if source.is_file() else None
+        # A link to the image itself where it is a file (not a tar member, a frame, an object).
+        linked = isinstance(source, Path) and source.is_file()
+        target = Path(os.path.relpath(source, self.s.out)).as_posix() if linked else None
         return Card(f"thumbs/{thumb}", width, height, image["file_name"], target, lines, unreadable.get(source))
 
-    def label_card(self, image_id: int, unreadable: dict[Path, str]) -> Card:
+    def label_card(self, image_id: int, unreadable: dict[Path | str, str]) -> Card:
         per_category: dict[int, list[float]] = {}
         for a in self.labels.annotations[image_id]:
             per_category.setdefault(a["category_id"], []).append(a.get("score", 1.0))
@@ -232,7 +247,7 @@ class Gallery:
             lines.append("no ground truth for this image")
         return self._card(image_id, f"{image_id}.jpg", lines, unreadable)
 
-    def almost_card(self, image_id: int, cid: int, unreadable: dict[Path, str]) -> Card:
+    def almost_card(self, image_id: int, cid: int, unreadable: dict[Path | str, str]) -> Card:
         near = self._near(image_id, cid)
         name, threshold = self.labels.categories[cid]["name"], self.thresholds[cid]
         lines = [f"{name} {d['score']:.3f} (threshold {threshold:.3f})" for d in near[:CAPTION_LINES]]
@@ -298,7 +313,7 @@ class Gallery:
 
     # ---- the index -----------------------------------------------------------------------
     def _index(self, categories: list[Section], unlabeled: Section, plots: Plots,
-               unreadable: list[tuple[Path, str]], thumbnails: int) -> str:
+               unreadable: list[tuple[Path | str, str]], thumbnails: int) -> str:
         labels, parts = self.labels, []
         n_images = len(labels.images)
         n_labels = sum(len(a) for a in labels.annotations.values())
@@ -337,7 +352,7 @@ class Gallery:
             parts.append(Raw(f'<div class="plots">{images}</div>'))
         if unreadable:
             parts.append(Raw("<h2>Unreadable images</h2>"))
-            rows = [[p.name, r] for p, r in unreadable[:UNREADABLE_LISTED]]
+            rows = [[PurePosixPath(str(p)).name, r] for p, r in unreadable[:UNREADABLE_LISTED]]
             parts.append(table(["file", "reason"], rows))
             parts.append(Raw(f'<p class="note">All {len(unreadable)}: '
                              f'{link("unreadable.txt", "unreadable.txt")}.</p>'))

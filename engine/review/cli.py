@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.options import image_root
 from engine.review.build import Settings, build_gallery, page_weight
 
 
@@ -27,9 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and, with --predictions, the predictions just under their threshold; with --gt, "
                     "false and missed labels and per-category precision and recall at IoU 0.5.")
     p.add_argument("--labels", required=True, type=Path, metavar="LABELS.json",
-                   help="COCO labels (distill select's output: scores and info['thresholds'])")
-    p.add_argument("--images", required=True, type=Path, metavar="DIR",
-                   help="the folder the labels' file_name values are relative to")
+                   help="COCO labels (distill select's output: scores and info['thresholds']; a file, or the "
+                        "folder of distill select --shards)")
+    p.add_argument("--images", required=True, type=image_root, metavar="DIR|URL",
+                   help="the folder the labels' file_name values are relative to (the labeling run's input "
+                        "folder: tar shards' members and video frames in it are read in place), or the "
+                        "object-storage prefix it read (s3://bucket/prefix)")
     p.add_argument("--out", required=True, type=Path, metavar="GALLERY",
                    help="folder to write (new, empty, or a previous gallery, which is replaced)")
     p.add_argument("--predictions", type=Path, default=None, metavar="OUT",

@@ -15,7 +15,7 @@ An image that cannot be read becomes a grey placeholder that states the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +57,17 @@ class Mark:
 @dataclass
 class Job:
     """One thumbnail: `source` image, `target` JPEG, the labels' `width` x `height` of
-    the image (the frame of the marks' coordinates) and its marks."""
+    the image (the frame of the marks' coordinates) and its marks. `read`: returns the
+    image, (H, W, 3) uint8 RGB, for a source that is no file of its own (a tar member, a
+    video frame, an object: engine.label.named; `source` then only names it); None: decode
+    the file `source`."""
 
-    source: Path
+    source: Path | str
     target: Path
     width: int
     height: int
     marks: list[Mark]
+    read: Callable[[], np.ndarray] | None = None
 
 
 SIDE_COLORS = {"left": LEFT, "right": RIGHT, None: CENTRE}  # by keypoint_side of a joint's name
@@ -179,7 +183,7 @@ def placeholder(width: int, height: int, reason: str) -> np.ndarray:
 def render(job: Job, style: Style) -> tuple[np.ndarray, str | None]:
     """(RGB thumbnail of `job`, None) or (placeholder, the reason it is unreadable)."""
     try:
-        rgb = decode_file(job.source)
+        rgb = job.read() if job.read is not None else decode_file(job.source)
     except DecodeError as error:
         return placeholder(job.width, job.height, str(error)), str(error)
     height, width = rgb.shape[:2]
@@ -203,10 +207,10 @@ def write_thumbnail(job: Job, style: Style) -> str | None:
     return reason
 
 
-def write_thumbnails(jobs: list[Job], style: Style, workers: int, progress: bool = True) -> dict[Path, str]:
+def write_thumbnails(jobs: list[Job], style: Style, workers: int, progress: bool = True) -> dict[Path | str, str]:
     """Write every job's thumbnail with `workers` threads, a progress bar on stderr when
     `progress`; returns {source: reason} of the unreadable images."""
-    failures: dict[Path, str] = {}
+    failures: dict[Path | str, str] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda job: write_thumbnail(job, style), jobs)
         for job, reason in tqdm(zip(jobs, results), total=len(jobs), desc="thumbnails", unit="img",

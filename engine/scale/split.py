@@ -1,4 +1,4 @@
-"""The input listed up front in the driver and cut into shard rows.
+"""The input walked in the driver and cut into shard rows, one shard at a time.
 
 Listing millions of paths inside Ray is slow (ray-project/ray#40686), and a shard's name
 and content must depend only on the input order: so the driver walks the input once,
@@ -7,16 +7,16 @@ indices [k*S, (k+1)*S) make shard k, as on one box). A shard the run being resum
 already wrote is checked against the input and left out; only the others become rows.
 
 A row holds its files' names only, as JSON text: every path is the input root joined
-with its name (`Source.path == root / Source.name` for folders and list files alike), and
-each shard is turned into text as soon as it is complete, so the driver keeps about the
-names' bytes (some 60 MB per million files) however many files there are.
+with its name (`Source.path == root / Source.name` for folders and list files alike).
+Rows are made lazily, as the walk reaches each shard's end, so that the driver holds one
+shard's names at a time (engine.scale.feed hands them to Ray Data a bounded window at a
+time) however many files the input has.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine.errors import UserError
@@ -39,33 +39,41 @@ def sources_of_row(row_names: str, row_problems: str, root: Path) -> list[Source
     return [Source(root / name, name, problems.get(i)) for i, name in enumerate(json.loads(row_names))]
 
 
-@dataclass
 class Split:
-    """The shard rows left to do, how many images they hold, and how many images the
-    finished shards hold."""
+    """The shard rows left to do, made as they are iterated (once), and as they go, how
+    many images the rows so far hold (`images`) and how many the finished shards hold
+    (`skipped`): totals once the iteration has ended (`walked`)."""
 
-    rows: list[dict] = field(default_factory=list)
-    images: int = 0
-    skipped: int = 0
+    def __init__(self, sources: Iterable[Source], size: int, finished: FinishedShards) -> None:
+        self.sources = sources
+        self.size = size
+        self.finished = finished
+        self.images = 0
+        self.skipped = 0
+        self.walked = False
+
+    def __iter__(self) -> Iterator[dict]:
+        shard, pending = -1, []
+        for index, source in enumerate(self.sources):
+            if source.read is not None:  # rows carry names only: an actor opens root / name
+                raise UserError(f"tar shards, object storage and videos are read on one box only, not on Ray: "
+                                f"{source.name}")
+            if self.finished.covers(index, source.name):
+                self.skipped += 1
+                continue
+            if index // self.size != shard:
+                if pending:
+                    yield shard_row(shard, pending)
+                shard, pending = index // self.size, []
+            pending.append(source)
+            self.images += 1
+        if pending:
+            yield shard_row(shard, pending)
+        self.walked = True
 
 
 def split_into_shards(sources: Iterable[Source], size: int, finished: FinishedShards) -> Split:
-    """Cut `sources` (in discovery order) into rows of shards of `size`, leaving out the
-    finished ones (UserError when the input changed since they were written)."""
-    split = Split()
-    shard, pending = -1, []
-    for index, source in enumerate(sources):
-        if source.read is not None:  # rows carry names only: an actor opens root / name
-            raise UserError(f"tar shards and object storage are read on one box only, not on Ray: {source.name}")
-        if finished.covers(index, source.name):
-            split.skipped += 1
-            continue
-        if index // size != shard:
-            if pending:
-                split.rows.append(shard_row(shard, pending))
-            shard, pending = index // size, []
-        pending.append(source)
-        split.images += 1
-    if pending:
-        split.rows.append(shard_row(shard, pending))
-    return split
+    """`sources` (in discovery order) cut into rows of shards of `size`, lazily, leaving
+    out the finished ones (UserError, while iterating, when the input changed since they
+    were written)."""
+    return Split(sources, size, finished)

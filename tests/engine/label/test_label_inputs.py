@@ -168,7 +168,7 @@ def test_open_sources(tmp_path: Path) -> None:
     ("images", "list_file", "match"),
     [
         ("missing", None, r"^image folder not found: .*missing$"),
-        ("imgs/a.jpg", None, r"^not a folder or a tar archive: .*a\.jpg$"),
+        ("imgs/a.jpg", None, r"^not a folder, a tar archive or a video: .*a\.jpg$"),
         (None, "missing.txt", r"^list file not found: .*missing\.txt$"),
         (None, "imgs", r"^list file is a folder: "),
         (None, None, r"^give exactly one of"),

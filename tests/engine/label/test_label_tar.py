@@ -118,7 +118,7 @@ def test_brace_pattern_root_names_and_missing_shards(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"^a brace pattern names tar shards"):
         open_sources(str(tmp_path / "dump" / "{a,b}.jpg"), None)
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match=r"^not a folder or a tar archive: "):
+    with pytest.raises(UserError, match=r"^not a folder, a tar archive or a video: "):
         open_sources(tmp_path / "notes.txt", None)
 
 
@@ -127,9 +127,9 @@ def test_ray_refuses_shards(tmp_path: Path) -> None:
     from engine.scale.split import split_into_shards
 
     write_tar(tmp_path / "00000.tar", [("k.jpg", b"x")])
-    with pytest.raises(UserError, match=r"^tar shards and object storage are read on one box only, not on Ray: "
+    with pytest.raises(UserError, match=r"^tar shards, object storage and videos are read on one box only, not on Ray: "
                                         r"00000\.tar/k\.jpg$"):
-        split_into_shards(open_sources(tmp_path, None)[1], 4, FinishedShards({}, 4))
+        list(split_into_shards(open_sources(tmp_path, None)[1], 4, FinishedShards({}, 4)))
 
 
 def test_list_file_entries_may_be_shards(tmp_path: Path) -> None:

@@ -204,6 +204,32 @@ def test_a_pool_larger_than_the_cluster_is_refused_before_out_is_made(ray_cluste
     assert not (tmp_path / "out").exists()
 
 
+def test_the_driver_feeds_rows_a_bounded_window_at_a_time(ray_cluster):
+    """The driver's memory stays flat in the input's size: the walk is never more than the
+    window (plus the row in hand) ahead of the results written back."""
+    import numpy as np
+
+    from engine.scale.cluster import ActorPool
+    from engine.scale.driver import labeled_rows
+
+    class Echo:  # local: pickled by value for the actors (tests/ is no package)
+        def __call__(self, batch):
+            return {"shard": np.asarray(batch["shard"])}
+
+    walked: list[int] = []
+
+    def rows():
+        for shard in range(12):
+            walked.append(shard)
+            yield {"shard": shard, "names": "[]", "problems": "{}"}
+
+    returned = []
+    for row in labeled_rows(rows(), Echo, {}, ActorPool(actors=1, cpus=1.0, gpus=0.0), window=3):
+        returned.append(int(row["shard"]))
+        assert len(walked) <= len(returned) + 3, (walked, returned)
+    assert sorted(returned) == list(range(12))
+
+
 def test_pool_sizes():
     # Without GPUs: 1-CPU actors on every CPU but one, never fewer than one actor.
     assert (size_pool({"CPU": 2.0}, None, None, None).actors, size_pool({"CPU": 2.0}, None, None, None).cpus) == (1, 1)
