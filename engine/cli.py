@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.synth.cli",
     "engine.label.cli",
     "engine.plan.cli",
+    "engine.remerge.cli",
     "engine.select.cli",
     "engine.review.cli",
     "engine.convert.cli",

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=positive_int,
                    help=f"images per shard (default {default_of(LabelRequest, 'shard_size')})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings and models)")
+    p.add_argument("--keep-candidates", action="store_true",
+                   help="keep every pass's pre-merge candidates beside each shard (OUT/candidates), so that "
+                        "distill remerge can ensemble them again without the detector")
     LABELING.add(p)
     RUNTIME.add(p)
     RAY.add(p)
@@ -45,7 +48,8 @@ def request_of(args: argparse.Namespace):
 
     given = {"shard_size": args.shard_size} if args.shard_size is not None else {}
     return LabelRequest(detector=args.detector, keypoints=args.keypoints, out=args.out, inputs=INPUTS.parse(args),
-                        labeling=LABELING.parse(args), runtime=RUNTIME.parse(args), resume=args.resume, **given)
+                        labeling=LABELING.parse(args), runtime=RUNTIME.parse(args), resume=args.resume,
+                        keep_candidates=args.keep_candidates, **given)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.errors import UserError
 
     pool = RAY.parse(args)
+    if pool is not None and args.keep_candidates:
+        raise UserError("--keep-candidates does not apply with --ray (the actors return records only)")
     request = request_of(args)
     try:
         if pool is not None:

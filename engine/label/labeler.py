@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.backends.base import ActiveModel
-from engine.label.detect import Candidates, detect_views
+from engine.label.detect import Candidates, detect_passes, detect_views
+from engine.label.escalation import Escalation
 from engine.label.keypoints import Keypoints, estimate_keypoints, one_stage_keypoints
 from engine.label.merge import Detections, MergeSettings, merge_candidates
 from engine.label.records import make_record
@@ -28,19 +29,39 @@ from engine.label.views import Padding, TransformPlan, View, make_views
 @dataclass(frozen=True)
 class LabelSettings:
     """What decides a record (and so belongs in the manifest): the transform plan, the
-    merge, keypoint flipping."""
+    merge, keypoint flipping; for a staged plan, its `escalation` (engine.label.escalation:
+    the first stage's passes, a subset of `plan.passes`, and the rule; None: every image
+    gets every pass)."""
 
     plan: TransformPlan = field(default_factory=TransformPlan)
     merge: MergeSettings = field(default_factory=MergeSettings)
     keypoint_flip: bool = True
+    escalation: Escalation | None = None
+
+    def __post_init__(self) -> None:
+        if self.escalation is not None and not set(self.escalation.first) < set(self.plan.passes):
+            raise ValueError(f"the first stage's passes {list(self.escalation.first)} must be some, not all, "
+                             f"of the plan's {list(self.plan.passes)}")
+
+    @property
+    def second_stage(self) -> tuple:
+        """The passes only escalated images get (empty for a plan without stages)."""
+        if self.escalation is None:
+            return ()
+        return tuple(p for p in self.plan.passes if p not in self.escalation.first)
 
     def to_dict(self) -> dict:
-        return {"plan": self.plan.to_dict(), "merge": self.merge.to_dict(), "keypoint_flip": self.keypoint_flip}
+        data = {"plan": self.plan.to_dict(), "merge": self.merge.to_dict(), "keypoint_flip": self.keypoint_flip}
+        if self.escalation is not None:  # only then: a fixed plan's settings read as they always did
+            data["escalation"] = self.escalation.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabelSettings":
         """The inverse of `to_dict` (KeyError, TypeError or ValueError on a malformed dict)."""
-        return cls(TransformPlan.from_dict(data["plan"]), MergeSettings(**data["merge"]), bool(data["keypoint_flip"]))
+        escalation = Escalation.from_dict(data["escalation"]) if data.get("escalation") is not None else None
+        return cls(TransformPlan.from_dict(data["plan"]), MergeSettings(**data["merge"]), bool(data["keypoint_flip"]),
+                   escalation)
 
 
 class TakingTurns:
@@ -75,15 +96,22 @@ class Labeler:
         self.batch_size = batch_size
         self.padding = Padding.of(detector.card)
 
-    def views(self, image: np.ndarray) -> list[View]:
-        """1. Every view of one `(H, W, 3)` uint8 RGB image, in plan order."""
-        return make_views(image, self.settings.plan, self.padding)
+    def views(self, image: np.ndarray, passes: tuple | None = None) -> list[View]:
+        """1. Every view of one `(H, W, 3)` uint8 RGB image, in plan order; `passes`: only
+        those passes of the plan (a stage of a staged plan)."""
+        plan = self.settings.plan if passes is None else TransformPlan(passes, self.settings.plan.max_size)
+        return make_views(image, plan, self.padding)
 
     def detect(self, views_per_image: list[list[View]]) -> list[Candidates]:
         """2. The detector over the views of a chunk of images, batched together; one
         `Candidates` per image, in original-image pixels."""
         return detect_views(views_per_image, self.detector, self.batch_size,
                             self.settings.merge.score_floor)
+
+    def detect_passes(self, views_per_image: list[list[View]]) -> list[list[Candidates]]:
+        """2, pass by pass: as `detect`, but one `Candidates` per view (in the order of
+        each image's views), for a pipeline that keeps or stages them."""
+        return detect_passes(views_per_image, self.detector, self.batch_size, self.settings.merge.score_floor)
 
     def merge(self, candidates: Candidates) -> Detections:
         """3. One image's candidates ensembled (NMS + box voting)."""
@@ -98,7 +126,9 @@ class Labeler:
         return estimate_keypoints(images, detections, self.keypoints, self.person_label,
                                   self.settings.keypoint_flip, self.batch_size)
 
-    def record(self, name: str, image: np.ndarray, detections: Detections, keypoints: Keypoints | None) -> dict:
-        """5. The shard record of one image."""
+    def record(self, name: str, image: np.ndarray, detections: Detections, keypoints: Keypoints | None,
+               escalated: bool | None = None) -> dict:
+        """5. The shard record of one image; `escalated`: whether a staged plan gave it the
+        second stage (None: the plan has no stages)."""
         height, width = image.shape[:2]
-        return make_record(name, height, width, detections, keypoints, self.detector.card)
+        return make_record(name, height, width, detections, keypoints, self.detector.card, escalated)

@@ -6,14 +6,16 @@
      "settings": {"input": {"images": DIR} or {"list": FILE}          RunSettings: what decides
                             (+ "dedupe": true with --dedupe),
                   "detector": MODEL, "keypoints": MODEL or null,      the records, compared on
-                  "labeling": {"plan", "merge", "keypoint_flip"},     resume, copied by `distill
-                  "max_pixels": N},                                   select` into info["labeling"]
+                  "labeling": {"plan", "merge", "keypoint_flip"       resume, copied by `distill
+                               (+ "escalation": a staged plan's stages)},  select` into info["labeling"]
+                  "max_pixels": N
+                  (+ "keep_candidates": true with --keep-candidates)},
      "shard_size": S,
      "shards": [{"index", "file", "first", "images", "failures"}, ...],   finished, by index
      "complete": bool, "started": "YYYY-MM-DDTHH:MM:SS",
      "categories": [COCO categories],            for `distill select`
      "runtime": {...},                           how it ran (LocalRuntime or RayRuntime)
-     "summary": {...}}                           RunSummary, once complete
+     "summary": {...}}                           RunSummary, once complete (+ "escalated": N, staged plans)
     MODEL = {"task", "card_sha256", "checkpoint_sha256", "model_name"}
 
 The JSON is the one runs have always written, so a run folder written before these types
@@ -33,6 +35,7 @@ from engine.json_file import read_json_object
 from engine.atomic import write_json_atomically
 from engine.errors import UserError
 from engine.label.labeler import LabelSettings
+from engine.label.video import FrameSampling
 from engine.modelcard import ModelCard
 
 FORMAT = "distill-predictions-v1"
@@ -76,6 +79,7 @@ class RunInput:
     images: Path | str | None = None
     list_file: Path | None = None
     dedupe: bool = False  # exact duplicates became pointer records
+    frames: FrameSampling | None = None  # how videos were sampled (engine.label.video)
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.list_file is None):
@@ -86,35 +90,44 @@ class RunInput:
                                 else {"list": str(self.list_file)})
         if self.dedupe:  # only then, so that a run without it writes what runs always wrote
             data["dedupe"] = True
+        if self.frames is not None:  # likewise: a run that read no video writes what runs always wrote
+            data["frames"] = self.frames.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInput:
-        if set(data) - {"dedupe"} not in ({"images"}, {"list"}):
+        if set(data) - {"dedupe", "frames"} not in ({"images"}, {"list"}):
             raise ValueError(f"input is {{\"images\": DIR}} or {{\"list\": FILE}}, got {data!r}")
         dedupe = bool(data.get("dedupe", False))
+        frames = FrameSampling.from_dict(data["frames"]) if "frames" in data else None
         if "list" in data:
-            return cls(list_file=Path(data["list"]), dedupe=dedupe)
+            return cls(list_file=Path(data["list"]), dedupe=dedupe, frames=frames)
         images = data["images"]
         # Path would eat a URL's "//"
-        return cls(images=images if "://" in images else Path(images), dedupe=dedupe)
+        return cls(images=images if "://" in images else Path(images), dedupe=dedupe, frames=frames)
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """What decides a run's records: the input, the teachers, the labeling settings and
-    the decoder's pixel limit (the batch size changes no record: the runtime records it)."""
+    the decoder's pixel limit (the batch size changes no record: the runtime records it);
+    and whether the run keeps its candidates (OUT/candidates, engine.remerge.candidates),
+    compared on resume so that no finished shard lacks them."""
 
     input: RunInput
     detector: ModelEntry
     keypoints: ModelEntry | None
     labeling: LabelSettings
     max_pixels: int
+    keep_candidates: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input.to_dict(), "detector": self.detector.to_dict(),
+        data = {"input": self.input.to_dict(), "detector": self.detector.to_dict(),
                 "keypoints": self.keypoints.to_dict() if self.keypoints is not None else None,
                 "labeling": self.labeling.to_dict(), "max_pixels": self.max_pixels}
+        if self.keep_candidates:  # only then: a run without them writes what runs always wrote
+            data["keep_candidates"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSettings:
@@ -122,7 +135,8 @@ class RunSettings:
         keypoints = data["keypoints"]
         return cls(RunInput.from_dict(data["input"]), ModelEntry.from_dict(data["detector"]),
                    ModelEntry.from_dict(keypoints) if keypoints is not None else None,
-                   LabelSettings.from_dict(data["labeling"]), int(data["max_pixels"]))
+                   LabelSettings.from_dict(data["labeling"]), int(data["max_pixels"]),
+                   bool(data.get("keep_candidates", False)))
 
     @classmethod
     def from_info(cls, info: Any, source: object) -> RunSettings | None:
@@ -241,6 +255,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     duplicates: int = 0  # pointer records written instead of labels (--dedupe)
+    escalated: int | None = None  # images a staged plan gave its second stage (None: no stages)
 
     def to_dict(self) -> dict[str, Any]:
         data = {"images": self.images, "failed": self.failed, "resumed_past": self.skipped,
@@ -248,13 +263,16 @@ class RunSummary:
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}}
         if self.duplicates:  # only then: a run without duplicates writes what runs always wrote
             data["duplicates"] = self.duplicates
+        if self.escalated is not None:
+            data["escalated"] = self.escalated
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
         return cls(int(data["images"]), int(data["failed"]), int(data["resumed_past"]), int(data["detections"]),
                    float(data["wall_seconds"]), {str(k): float(v) for k, v in data["stage_seconds"].items()},
-                   int(data.get("duplicates", 0)))
+                   int(data.get("duplicates", 0)),
+                   int(data["escalated"]) if data.get("escalated") is not None else None)
 
     def lines(self) -> list[str]:
         rate = self.images / self.wall_seconds if self.wall_seconds > 0 else 0.0
@@ -264,6 +282,9 @@ class RunSummary:
                  f"{per_image:.1f} detections per image, {self.wall_seconds:.1f} s"]
         if self.duplicates:
             lines.append(f"duplicates: {self.duplicates} images were exact copies of earlier ones (not labeled again)")
+        if self.escalated is not None:
+            share = self.escalated / self.images if self.images else 0.0
+            lines.append(f"escalated: {self.escalated} images ({share:.0%}) got the second stage's passes")
         if self.skipped:
             lines.append(f"resumed: {self.skipped} images were already done")
         lines.append(f"seconds per stage (summed over threads): {stages}")

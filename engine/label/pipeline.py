@@ -8,6 +8,17 @@ Every queue is bounded, so the images in flight (and the memory) do not depend o
 size of the dump; items keep their discovery order end to end, which is what makes
 shards deterministic.
 
+A staged plan (engine.label.escalation) loops once: the decoders make only the first
+stage's views; a merge worker merges them and applies the rule; an escalated image gets
+its second-stage views there and goes back to the detector stage on an unbounded queue
+(bounded in fact by the images in flight), where the escalated images of several chunks
+are batched together, a full chunk at a time, or whatever is there when the detector
+would otherwise wait (for input, or for room downstream: the keypoint stage may be
+waiting for one of them). Its final merge takes every pass's candidates in plan order,
+as a fixed plan of all the passes would. Each image's detections are a future that the
+keypoint stage waits on in discovery order, so the shards' order and content do not
+depend on when an image was escalated.
+
 With `dedupe`, each image's bytes are hashed (`content_digest`) as they are read; the
 detector stage, which sees the images in discovery order, keeps the first image of each
 digest and turns every later one into a pointer record `{"file_name", "duplicate_of"}`
@@ -24,18 +35,23 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
+from engine.label.batches import chunk_images as images_per_chunk
 from engine.label.decode import DecodeError, content_digest, decode_bytes, read_source
+from engine.label.detect import Candidates, concatenate_candidates
 from engine.label.discover import Source
 from engine.label.labeler import Labeler
 from engine.label.manifest import RunSummary
+from engine.label.views import TransformPlan
 from engine.label.shards import FinishedShards
+from engine.remerge.candidates import CandidateWriter, PersonKeypoints
 
 STAGES = ("discover", "decode", "views", "inference", "ensemble", "keypoints", "write")
 _END = object()
@@ -68,6 +84,10 @@ class Item:
     digest: bytes | None = None  # of the bytes, with dedupe
     duplicate_of: str | None = None  # the name of the first image with the same bytes
     known: bool = False  # an image of a finished shard, only hashed (dedupe on resume)
+    parts: list[Candidates | None] | None = None  # per pass of the plan, None: not run (yet)
+    persons: PersonKeypoints | None = None  # the keypoint stage's results, kept with the candidates
+    detections: Future | None = None  # its merged detections, once every pass it gets has run
+    escalated: bool | None = None  # a staged plan's decision (None: the plan has no stages)
 
 
 class RecordSink(Protocol):
@@ -91,12 +111,14 @@ class Pipeline:
     images whose views are batched together; max_pixels: the decoder's bomb guard;
     count_sources: a fresh iterator over the same input, walked in the background only to
     give the progress bar its total (None: no total); dedupe: exact duplicates become
-    pointer records (module docstring).
+    pointer records (module docstring); candidates: where every pass's candidates are kept
+    (`distill label --keep-candidates`), handed each item just before `sink`.
     """
 
     def __init__(self, labeler: Labeler, sink: RecordSink, finished: FinishedShards | None, workers: int,
                  max_pixels: int, chunk_images: int, progress: bool = True,
-                 count_sources: Callable[[], Iterator[Source]] | None = None, dedupe: bool = False) -> None:
+                 count_sources: Callable[[], Iterator[Source]] | None = None, dedupe: bool = False,
+                 candidates: CandidateWriter | None = None) -> None:
         self.labeler = labeler
         self.sink = sink
         self.finished = finished
@@ -106,6 +128,20 @@ class Pipeline:
         self.progress = progress
         self.count_sources = count_sources
         self.dedupe = dedupe
+        self.candidates = candidates
+        self._pass_index = {item: p for p, item in enumerate(labeler.settings.plan.passes)}
+        # A staged plan: first-stage views for every image; the merge workers put the
+        # images the rule escalates on `_escalated` with their second-stage views, and
+        # the detector stage batches those together (module docstring).
+        settings = labeler.settings
+        self.escalation = settings.escalation
+        self._first = settings.escalation.first if settings.escalation is not None else None
+        self._second = settings.second_stage
+        self._escalated: queue.Queue = queue.Queue()  # bounded by the items in flight
+        self._backlog: list[Item] = []  # escalated items the detector has taken, waiting for a full chunk
+        second = TransformPlan(self._second, settings.plan.max_size) if self._second else None
+        self._escalation_chunk = images_per_chunk(labeler.batch_size, second) if second is not None else 0
+        self._open: list[Future] = []  # detections of items in flight, not yet known
         # digest -> name of its first image; written only by the detector stage, in order.
         self._seen: dict[bytes, str] = {}
         self.clock = StageClock()
@@ -183,7 +219,7 @@ class Pipeline:
             item.reason = str(error)
             return item
         start = self.clock.add("decode", start)
-        item.views = self.labeler.views(item.image)
+        item.views = self.labeler.views(item.image, self._first)
         self.clock.add("views", start)
         return item
 
@@ -214,7 +250,7 @@ class Pipeline:
     def _detect(self, merge_pool: ThreadPoolExecutor) -> None:
         chunk: list[Item] = []
         while True:
-            value = self._get(self._prepared)
+            value = self._get_serving(self._prepared, merge_pool)
             if value is not _END:
                 item = value.result()
                 if self.dedupe:
@@ -223,23 +259,124 @@ class Pipeline:
                     chunk.append(item)
             if chunk and (value is _END or len(chunk) == self.chunk_images):
                 good = [item for item in chunk if item.reason is None and item.duplicate_of is None]
-                start = time.perf_counter()
-                candidates = self.labeler.detect([item.views for item in good])
-                self.clock.add("inference", start)
+                self._run_views(good)
                 for item in good:
-                    item.views = None  # the biggest arrays in flight: free them now
-                merged = [merge_pool.submit(self._merge, c) for c in candidates]
-                self._put(self._detected, (chunk, good, merged))
+                    item.detections = Future()
+                    merge_pool.submit(self._first_merge, item)
+                self._open = [f for f in self._open if not f.done()] + [item.detections for item in good]
+                self._put_serving(self._detected, (chunk, good), merge_pool)
                 chunk = []
             if value is _END:
+                while self.escalation is not None and self._open:  # escalated images still to run
+                    self._serve(merge_pool, waiting=True)
+                    self._open = [f for f in self._open if not f.done()]
                 self._put(self._detected, _END)
                 return
 
-    def _merge(self, candidates):
+    def _get_serving(self, q: queue.Queue, merge_pool: ThreadPoolExecutor) -> Any:
+        """`_get`, running the escalated images' views while nothing else is there to run."""
+        if self.escalation is None:
+            return self._get(q)
+        while True:
+            try:
+                return q.get_nowait()
+            except queue.Empty:
+                self._serve(merge_pool, waiting=True)
+
+    def _put_serving(self, q: queue.Queue, value: Any, merge_pool: ThreadPoolExecutor) -> None:
+        """`_put`, running the escalated images' views while `q` is full: the stage
+        downstream may be waiting for one of them (no deadlock), and the detector would
+        idle anyway."""
+        if self.escalation is None:
+            return self._put(q, value)
+        while True:
+            self._serve(merge_pool, waiting=False)
+            try:
+                q.put(value, timeout=0.02)
+                return
+            except queue.Full:
+                self._serve(merge_pool, waiting=True)
+
+    def _serve(self, merge_pool: ThreadPoolExecutor, waiting: bool) -> None:
+        """Run the second stage's views of escalated images: a full chunk of them at once
+        (batches stay full, views of several images batched together), or whatever there
+        is when the detector would otherwise wait (`waiting`; then this waits briefly for
+        one to arrive)."""
+        if self._abort.is_set():
+            raise _Abort
+        try:
+            while True:
+                self._backlog.append(self._escalated.get(timeout=0.02 if waiting and not self._backlog else 0))
+        except queue.Empty:
+            pass
+        while self._backlog and (waiting or len(self._backlog) >= self._escalation_chunk):
+            items = self._backlog[:self._escalation_chunk]
+            self._backlog = self._backlog[self._escalation_chunk:]
+            self._run_views(items)
+            for item in items:
+                merge_pool.submit(self._final_merge, item)
+
+    def _run_views(self, items: list[Item]) -> None:
+        """The detector over the views of `items`, batched together; each view's candidates
+        land in its item's `parts` at its pass's place in the plan."""
         start = time.perf_counter()
-        detections = self.labeler.merge(candidates)
+        per_view = self.labeler.detect_passes([item.views for item in items])
+        self.clock.add("inference", start)
+        for item, candidates in zip(items, per_view):
+            if item.parts is None:
+                item.parts = [None] * len(self._pass_index)
+            for view, found in zip(item.views, candidates):
+                item.parts[self._pass_index[view.scale, view.flipped]] = found
+            item.views = None  # the biggest arrays in flight: free them now
+
+    def _merge(self, item: Item):
+        """An item's candidates of the passes that ran, concatenated in plan order (as
+        `Labeler.detect` would have) and merged."""
+        start = time.perf_counter()
+        detections = self.labeler.merge(concatenate_candidates([c for c in item.parts if c is not None]))
         self.clock.add("ensemble", start)
         return detections
+
+    def _first_merge(self, item: Item) -> None:
+        """(A merge worker.) The first stage merged; for a staged plan, the rule decides:
+        an escalated item gets its second-stage views and goes back to the detector stage,
+        any other is done."""
+        try:
+            detections = self._merge(item)
+            if self.escalation is not None:
+                start = time.perf_counter()
+                item.escalated = self.escalation.escalates(detections, [c for c in item.parts if c is not None])
+                self.clock.add("ensemble", start)
+                if item.escalated:
+                    start = time.perf_counter()
+                    item.views = self.labeler.views(item.image, self._second)
+                    self.clock.add("views", start)
+                    self._escalated.put(item)
+                    return
+            self._done(item, detections)
+        except BaseException as error:  # the keypoint stage re-raises it
+            item.detections.set_exception(error)
+
+    def _final_merge(self, item: Item) -> None:
+        """(A merge worker.) An escalated item: every pass's candidates, in plan order, merged."""
+        try:
+            self._done(item, self._merge(item))
+        except BaseException as error:
+            item.detections.set_exception(error)
+
+    def _done(self, item: Item, detections) -> None:
+        if self.candidates is None:
+            item.parts = None
+        item.detections.set_result(detections)
+
+    def _result(self, future: Future):
+        while True:
+            if self._abort.is_set():
+                raise _Abort
+            try:
+                return future.result(timeout=0.1)
+            except FutureTimeout:
+                continue
 
     def _keypoints(self) -> None:
         while True:
@@ -247,12 +384,15 @@ class Pipeline:
             if value is _END:
                 self._put(self._labeled, _END)
                 return
-            chunk, good, merged = value
-            detections = [future.result() for future in merged]
+            chunk, good = value
+            detections = [self._result(item.detections) for item in good]
             start = time.perf_counter()
             keypoints = self.labeler.estimate_keypoints([item.image for item in good], detections)
             for item, dets, kps in zip(good, detections, keypoints):
-                item.record = self.labeler.record(item.source.name, item.image, dets, kps)
+                item.record = self.labeler.record(item.source.name, item.image, dets, kps, item.escalated)
+                item.detections = None
+                if self.candidates is not None and self.labeler.keypoints is not None:
+                    item.persons = PersonKeypoints(dets.boxes[kps.rows], kps.points, kps.scores)
                 item.image = None
             self.clock.add("keypoints", start)
             self._put(self._labeled, chunk)
@@ -268,7 +408,7 @@ class Pipeline:
 
     # ---- the run --------------------------------------------------------------------
     def run(self, sources: Iterator[Source]) -> RunSummary:
-        self.summary = RunSummary()
+        self.summary = RunSummary(escalated=None if self.escalation is None else 0)
         wall = time.perf_counter()
         bar = tqdm(desc="label", unit="img", disable=not self.progress, dynamic_ncols=True)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
@@ -289,6 +429,9 @@ class Pipeline:
                     break
                 start = time.perf_counter()
                 for item in chunk:
+                    if self.candidates is not None:  # before the shard it belongs to is committed
+                        self.candidates.add(item.index, item.source.name,
+                                            item.parts if item.duplicate_of is None else None, item.persons)
                     self.sink.add(item.index, item.source.name, item.record, item.reason)
                     if item.record is None:
                         self.summary.failed += 1
@@ -297,9 +440,13 @@ class Pipeline:
                     else:
                         self.summary.images += 1
                         self.summary.detections += len(item.record["detections"])
+                        if item.escalated:
+                            self.summary.escalated += 1
                 self.clock.add("write", start)
                 bar.update(len(chunk))
                 bar.set_postfix(failed=self.summary.failed, refresh=False)
+            if self.candidates is not None:
+                self.candidates.close()
             self.sink.close()
         except _Abort:
             pass

@@ -23,6 +23,7 @@ from engine.label.decode import DEFAULT_MAX_PIXELS
 from engine.label.labeler import LabelSettings
 from engine.label.models import BACKENDS
 from engine.label.storage import is_url
+from engine.label.video import FrameSampling
 
 DEFAULT_SHARD_SIZE = 1000
 
@@ -42,12 +43,15 @@ class Inputs:
     anywhere are read in place (engine.label.tar). max_pixels: refuse images with more
     pixels than this, read from the header (the decoder's bomb guard). dedupe: an image
     whose bytes equal an earlier one's is not labeled again but written as a pointer
-    record {"file_name", "duplicate_of"} (engine.label.pipeline)."""
+    record {"file_name", "duplicate_of"} (engine.label.pipeline). frames: how video files
+    are sampled (engine.label.video: a record per frame, named `match.mp4#t=12.480`);
+    None: videos are not read (a folder's are skipped, as any non-image file)."""
 
     images: Path | str | None = None
     list_file: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     dedupe: bool = False
+    frames: FrameSampling | None = None
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.list_file is None):
@@ -65,14 +69,14 @@ class Inputs:
         """(root that record names are relative to, lazy iterator of `Source`s)."""
         from engine.label.discover import open_sources
 
-        return open_sources(self.images, self.list_file)
+        return open_sources(self.images, self.list_file, frames=self.frames)
 
     def listing(self):
         """A fresh lazy iterator of the same `Source`s as `open`, to count them: tar
-        members are listed, not read."""
+        members are listed, not read; video frames are estimated, not decoded."""
         from engine.label.discover import open_sources
 
-        return open_sources(self.images, self.list_file, with_bytes=False)[1]
+        return open_sources(self.images, self.list_file, with_bytes=False, frames=self.frames)[1]
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,9 @@ class LabelRequest:
     """One `distill label` run: label `inputs` with the teachers into the run folder `out`.
 
     detector: a `detect` model file; keypoints: a top-down `keypoints` model file or None;
-    shard_size: images per shard; resume: continue the run already in `out`.
+    shard_size: images per shard; resume: continue the run already in `out`;
+    keep_candidates: keep every pass's pre-merge candidates beside each shard
+    (engine.remerge.candidates), for `distill remerge`.
     """
 
     detector: Path
@@ -116,6 +122,7 @@ class LabelRequest:
     runtime: Runtime = field(default_factory=Runtime)
     shard_size: int = DEFAULT_SHARD_SIZE
     resume: bool = False
+    keep_candidates: bool = False
 
     def __post_init__(self) -> None:
         at_least_one("shard_size", self.shard_size)

@@ -150,12 +150,12 @@ def run_settings(request: LabelRequest, checked: CheckedRequest, teachers: Teach
     inputs = request.inputs
     return RunSettings(
         input=(RunInput(images=checked.root.resolve() if isinstance(checked.root, Path) else checked.root,
-                        dedupe=inputs.dedupe)
+                        dedupe=inputs.dedupe, frames=inputs.frames)
                if inputs.images is not None
-               else RunInput(list_file=inputs.list_file.resolve(), dedupe=inputs.dedupe)),
+               else RunInput(list_file=inputs.list_file.resolve(), dedupe=inputs.dedupe, frames=inputs.frames)),
         detector=ModelEntry.of(teachers.detector.card),
         keypoints=ModelEntry.of(teachers.keypoints.card) if teachers.keypoints is not None else None,
-        labeling=request.labeling, max_pixels=inputs.max_pixels)
+        labeling=request.labeling, max_pixels=inputs.max_pixels, keep_candidates=request.keep_candidates)
 
 
 def open_run_folder(request: LabelRequest, checked: CheckedRequest, teachers: Teachers,
@@ -168,17 +168,33 @@ def open_run_folder(request: LabelRequest, checked: CheckedRequest, teachers: Te
     return RunFolder(request.out, manifest, request.resume)
 
 
+def _candidate_writer(request: LabelRequest, teachers: Teachers, shard_size: int):
+    """Where `--keep-candidates` keeps every pass's candidates (None without it), with the
+    detector's card beside them (engine.remerge.candidates)."""
+    if not request.keep_candidates:
+        return None
+    from engine.remerge.candidates import CandidateWriter, write_detector_card
+
+    card = teachers.detector.card
+    write_detector_card(request.out, card)
+    person = teachers.keypoints.card if teachers.keypoints is not None else None
+    return CandidateWriter(request.out, shard_size, len(request.labeling.plan.passes),
+                           len(card.keypoint_names) if card.has_keypoints else None,
+                           len(person.keypoint_names) if person is not None else None)
+
+
 def label(request: LabelRequest) -> RunSummary:
     """Label the request's images into `request.out` on this box; returns the run's summary."""
     checked = check_request(request)
     threads, take_turns = inference_policy(request)
     with open_teachers(request, threads, take_turns) as teachers:
-        folder = open_run_folder(request, checked, teachers, teachers.runtime(request, threads))
-        pipeline = Pipeline(teachers.labeler(request.labeling, request.runtime.batch_size), ShardWriter(folder), folder.finished(),
-                            request.runtime.workers, request.inputs.max_pixels,
-                            chunk_images=chunk_images(request.runtime.batch_size, request.labeling.plan),
-                            progress=request.runtime.progress,
-                            count_sources=request.inputs.listing, dedupe=request.inputs.dedupe)
-        summary = pipeline.run(checked.sources)
-        folder.mark_complete(summary)
+        with contextlib.closing(open_run_folder(request, checked, teachers, teachers.runtime(request, threads))) as folder:
+            pipeline = Pipeline(teachers.labeler(request.labeling, request.runtime.batch_size), ShardWriter(folder),
+                                folder.finished(), request.runtime.workers, request.inputs.max_pixels,
+                                chunk_images=chunk_images(request.runtime.batch_size, request.labeling.plan),
+                                progress=request.runtime.progress,
+                                count_sources=request.inputs.listing, dedupe=request.inputs.dedupe,
+                                candidates=_candidate_writer(request, teachers, folder.shard_size))
+            summary = pipeline.run(checked.sources)
+            folder.mark_complete(summary)
     return summary

@@ -1,12 +1,15 @@
 """`distill plan-transforms`: measure which test-time passes pay, write the plan that fits a budget.
 
     distill plan-transforms --detector DET.onnx [--keypoints KP.onnx] --json VAL.json \
-        --images VAL_DIR --out PLAN_DIR [--budget 0.5] [--scales 400:1200:100]
+        --images VAL_DIR --out PLAN_DIR [--budget 0.5] [--scales 400:1200:100] \
+        [--objective keypoints] [--partial-labels]
 
 Runs the full plan once over the labeled validation images, keeps every pass's raw
 outputs, then ensembles subsets of them (greedy forward selection, no detector
 re-inference) and prints AP against the relative detector cost. Writes PLAN_DIR/plan.json
-(for `distill label --plan`), PLAN_DIR/tradeoff.json and PLAN_DIR/front.png.
+(for `distill label --plan`), PLAN_DIR/tradeoff.json and PLAN_DIR/front.png. Keypoints
+come from where labeling takes them: the top-down model when one is given, else a
+one-stage pose detector's own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from engine.errors import UserError
 from engine.options import LabelingOptions, ModelOptions, PlanOptions, RuntimeOptions, positive_int
 
 
-MODELS = ModelOptions(keypoints_help="top-down keypoint model: adds keypoint AP")
+MODELS = ModelOptions(keypoints_help="top-down keypoint model: adds keypoint AP (a one-stage pose detector "
+                                     "gives it without one)")
 # No --plan: this command measures a grid and writes the plan.
 LABELING = LabelingOptions(PlanOptions(plan_file=False))
 RUNTIME = RuntimeOptions(workers=False, fp16=False,
@@ -42,8 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=0.5,
                    help="detector cost allowed, as a fraction of the full plan's (default 0.5)")
     p.add_argument("--objective", choices=("box", "keypoints"), default="box",
-                   help="what greedy selection maximises (default box AP; keypoints needs --keypoints "
-                        "and runs the keypoint model for every subset tried)")
+                   help="what greedy selection maximises (default box AP; keypoints needs --keypoints, "
+                        "run for every subset tried, or a one-stage pose detector)")
+    p.add_argument("--partial-labels", action="store_true",
+                   help="the JSON labels only some objects: use only its images with an annotation, and "
+                        "score only predictions whose box overlaps a labeled object of their category "
+                        "(IoU >= 0.5); the others may be unlabeled objects and are ignored, not counted false")
+    p.add_argument("--stages", type=float, metavar="BUDGET",
+                   help="also find a staged plan of at most this mean detector cost (fraction of the full "
+                        "plan's): a cheap first stage for every image, the --budget plan's other passes for "
+                        "the images a rule escalates (rule and parameters chosen here); plan.json gets it")
+    p.add_argument("--first-budget", type=float, default=0.12,
+                   help="with --stages: the first stage's cost at most (default 0.12)")
     p.add_argument("--max-images", type=positive_int,
                    help="use only the first N images of the JSON (sorted by file name)")
     LABELING.add(p)
@@ -60,14 +74,19 @@ def _coco_of(dataset: dict, images: list[dict]):
                      "annotations": [a for a in dataset["annotations"] if a["image_id"] in ids]})
 
 
-def _ground_truth(path: Path, images: Path, max_images: int | None):
-    """(COCO of the chosen images, [(file name, path)]) from the labeled file."""
+def _ground_truth(path: Path, images: Path, max_images: int | None, annotated_only: bool = False):
+    """(COCO of the chosen images, [(file name, path)]) from the labeled file;
+    annotated_only: only the images with at least one annotation."""
     from engine.coco.read import load_coco
 
     gt = load_coco(path)
-    if not gt.images:
-        raise UserError(f"--json {path} lists no images")
-    chosen = sorted(gt.images.values(), key=lambda image: image["file_name"])[:max_images]
+    candidates = list(gt.images.values())
+    if annotated_only:
+        annotated = {a["image_id"] for a in gt.data["annotations"]}
+        candidates = [image for image in candidates if image["id"] in annotated]
+    if not candidates:
+        raise UserError(f"--json {path} lists no {'annotated ' if annotated_only else ''}images")
+    chosen = sorted(candidates, key=lambda image: image["file_name"])[:max_images]
     return _coco_of(gt.data, chosen), [(image["file_name"], images / image["file_name"]) for image in chosen]
 
 
@@ -90,13 +109,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.budget <= 1.0:
         raise UserError(f"--budget is a fraction of the full plan's cost, in (0, 1]; got {args.budget}")
-    if args.objective == "keypoints" and args.keypoints is None:
-        raise UserError("--objective keypoints needs --keypoints")
+    for flag, value in (("--stages", args.stages), ("--first-budget", args.first_budget)):
+        if value is not None and not 0.0 < value <= 1.0:
+            raise UserError(f"{flag} is a fraction of the full plan's cost, in (0, 1]; got {value}")
     if not args.images.is_dir():
         raise UserError(f"--images {args.images} is not a folder")
     labeling, runtime = LABELING.parse(args), RUNTIME.parse(args)
     plan, merge, batch = labeling.plan, labeling.merge, runtime.batch_size
-    gt, files = _ground_truth(args.json, args.images, args.max_images)
+    gt, files = _ground_truth(args.json, args.images, args.max_images, args.partial_labels)
     progress = runtime.progress
     started = time.perf_counter()
 
@@ -107,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
         keypoint_stage = None
         if teachers.keypoints is not None:
             keypoint_stage = KeypointStage(teachers.keypoints, teachers.person, labeling.keypoint_flip, batch)
+        elif args.objective == "keypoints" and teachers.person is None:
+            raise UserError("--objective keypoints needs --keypoints, or a --detector whose card declares "
+                            "keypoints (a one-stage pose model)")
         shared = {int(c["id"]) for c in detector.card.categories} & set(gt.getCatIds())
         if not shared:
             raise UserError(f"--json {args.json} shares no category id with the detector's card")
@@ -118,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("none of the JSON's images could be read under --images")
         if cache.failures:
             gt = _restrict(gt, cache.names)
-        scorer = SubsetScorer(cache, gt, detector.card, merge, keypoint_stage, workers=os.cpu_count() or 1)
-        with_keypoints = keypoint_stage is not None
+        # Without a keypoint model, teachers.person is a one-stage pose detector's person
+        # label (None for a detector without keypoints).
+        scorer = SubsetScorer(cache, gt, detector.card, merge, keypoint_stage, workers=os.cpu_count() or 1,
+                              one_stage_person=None if keypoint_stage else teachers.person,
+                              partial=args.partial_labels)
+        with_keypoints = scorer.has_keypoints
         identity = scorer.score_identity(with_keypoints)
         points = greedy_forward(scorer, len(plan.passes), args.objective, progress)
         mark_front(points, args.objective)
@@ -129,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--budget: {error}") from None
         if chosen.keypoint_AP is None and with_keypoints:
             chosen.keypoint_AP = scorer.score(chosen.subset, with_keypoints=True).keypoint_AP
+        stages = None
+        if args.stages is not None:
+            from engine.plan.adaptive import find_stages
+
+            per_image = sum(not a.get("iscrowd", 0) for a in gt.dataset["annotations"]) / len(cache.names)
+            stages = find_stages(scorer, points, chosen, args.first_budget, args.stages, args.objective, per_image)
 
     passes = list(plan.passes)
     full = next(p for p in points if len(p.subset) == len(passes))
@@ -137,14 +170,16 @@ def run(args: argparse.Namespace) -> int:
     settings = {"detector": str(args.detector), "keypoints": str(args.keypoints) if args.keypoints else None,
                 "json": str(args.json), "images": len(cache.names), "skipped": len(cache.failures),
                 "plan": plan.to_dict(), "merge": merge.to_dict(), "objective": args.objective,
-                "budget": args.budget}
+                "budget": args.budget, "partial_labels": args.partial_labels}
     write_json(args.out / "tradeoff.json", points, passes, identity, scorer.identity_cost, chosen, settings)
     write_plan_file(args.out / PLAN_FILE_NAME, chosen_plan, {
         "budget": args.budget, "objective": args.objective, "cost": round(chosen.cost, 5),
         "box_AP": chosen.box_AP, "keypoint_AP": chosen.keypoint_AP,
         "full_plan": {"passes": len(passes), "box_AP": full.box_AP, "keypoint_AP": full.keypoint_AP},
         "identity": {"box_AP": identity.box_AP, "keypoint_AP": identity.keypoint_AP},
-        "validation": str(args.json), "images": len(cache.names)})
+        "validation": str(args.json), "images": len(cache.names),
+        **({"stages": {"budget": args.stages, **stages.summary()}} if stages is not None and stages.chosen else {})},
+        stages.chosen.escalation if stages is not None and stages.chosen else None)
     plotted = plot_front(args.out / "front.png", points, identity, scorer.identity_cost, chosen,
                          args.objective, args.budget)
 
@@ -155,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(summary_line(chosen, full, identity, [pass_name(passes[p]) for p in chosen.subset], args.budget,
                        args.objective))
+    if args.stages is not None:
+        for line in (stages.lines(args.stages, chosen) if stages is not None else
+                     [f"staged: no pass of the chosen plan costs at most --first-budget {args.first_budget:g}"]):
+            print(line)
     print(f"wrote {args.out / 'plan.json'} (distill label --plan), {args.out / 'tradeoff.json'}"
           + (f", {args.out / 'front.png'}" if plotted else " (no front.png: matplotlib is not installed, extra 'plots')"))
     return 0

@@ -76,7 +76,7 @@ def test_a_run_from_before_reopens_for_resume(old_run):
     # The input is cut as before: shard 0 (a failure and one record) is done, 1..3 are not.
     _, sources = Inputs(images=FIXTURE / "images").open()
     split = split_into_shards(sources, folder.shard_size, folder.finished())
-    assert split.skipped == 2 and [row["shard"] for row in split.rows] == [1, 2, 3]
+    assert [row["shard"] for row in split] == [1, 2, 3] and split.skipped == 2
     assert json.loads((old_run / "failures.jsonl").read_text())["file_name"] == "broken.jpg"  # kept
 
     record = {"file_name": "synth_000001.jpg", "width": 8, "height": 6, "detections": []}

@@ -1,0 +1,110 @@
+"""`distill plan-transforms --stages`: a staged plan chosen from the cached passes, which
+`distill label --plan` then runs exactly as it was scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.label.escalation import Escalation
+from engine.label.labeler import LabelSettings
+from engine.label.merge import Detections, MergeSettings
+from engine.label.views import TransformPlan
+from engine.plan.adaptive import StagedPoint, calibrated_threshold, choose_staged, rule_grid
+from engine.plan.scoring import SubsetScorer
+
+FLOOR = 0.001
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory) -> Path:
+    """Eight small synthetic images with their COCO ground truth."""
+    from engine.synth.config import SynthConfig
+    from engine.synth.dataset import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("stages-val"), 8, 13, config=SynthConfig(long_side_range=(96, 140)))
+
+
+def test_calibrated_threshold_keeps_the_labels_count_and_the_grid_covers_every_rule():
+    dets = [Detections(np.array([[0, 0, 10, 10], [0, 0, 40, 40]], np.float32), np.array([0.9, 0.2], np.float32),
+                       np.array([0, 0])),
+            Detections(np.zeros((1, 4), np.float32), np.array([0.5], np.float32), np.array([0]))]
+    assert calibrated_threshold(dets, 1.0) == pytest.approx(0.5)  # two detections for two images: 0.9 and 0.5
+    assert calibrated_threshold(dets, 10.0) == pytest.approx(0.2)  # as many as there are
+    grid = rule_grid(dets, 0.5)
+    assert {rule for rule, _ in grid} == {"empty", "small", "uncertain", "disagree"}
+    for rule, params in grid:
+        Escalation(((96, False),), rule, params)  # every entry is a valid rule
+    points = [StagedPoint(Escalation(((96, False),), "empty", (("score", s),)), c, 0.5, ap, None)
+              for s, c, ap in ((0.1, 0.2, 0.30), (0.2, 0.25, 0.30), (0.3, 0.5, 0.40))]
+    assert choose_staged(points, 0.3, "box") is points[0] and choose_staged(points, 0.6, "box") is points[2]
+    assert choose_staged(points, 0.1, "box") is None
+
+
+def test_find_stages_on_constructed_passes_picks_a_first_stage_inside_the_target():
+    from engine.plan.adaptive import find_stages, image_pixels
+    from engine.plan.search import greedy_forward, mark_front
+    from tests.engine.plan.test_plan_transforms import _cache, _card, _ground_truth
+
+    plan = TransformPlan.grid((64, 96, 128), max_size=256)
+    cache = _cache(np.random.default_rng(3), plan)
+    scorer = SubsetScorer(cache, _ground_truth(), _card(), MergeSettings(score_floor=0.05), None, 1)
+    cache.pixels = image_pixels(scorer).sum(axis=0)  # the constructed cache's costs, made consistent
+    points = greedy_forward(scorer, len(plan.passes), "box", progress=False)
+    mark_front(points, "box")
+    target = max((p for p in points if len(p.subset) >= 3), key=lambda p: p.box_AP)
+    found = find_stages(scorer, points, target, first_budget=0.2, budget=target.cost, objective="box", per_image=3.0)
+    assert found.first.cost <= 0.2 and set(found.first.subset) < set(target.subset)
+    assert {p.escalation.rule for p in found.tried} == {"empty", "small", "uncertain", "disagree"}
+    for point in found.tried:  # costs lie between the first stage's and the target's
+        assert found.first.cost - 1e-9 <= point.cost <= target.cost + 1e-9
+        if point.escalated == 1.0:
+            assert point.cost == pytest.approx(target.cost) and point.box_AP == pytest.approx(target.box_AP)
+        if point.escalated == 0.0:
+            assert point.cost == pytest.approx(found.first.cost) and point.box_AP == pytest.approx(found.first.box_AP)
+    assert found.chosen is max(found.tried, key=lambda p: (p.box_AP, -p.cost))
+    lines = found.lines(target.cost, target)
+    assert lines[0].startswith("staged: first stage") and any(line.endswith(" <") for line in lines)
+    assert find_stages(scorer, points, target, first_budget=0.001, budget=1, objective="box", per_image=3.0) is None
+
+
+def test_label_runs_a_staged_plan_as_the_search_scored_it(exported, labeled, tmp_path, capsys):
+    from engine.label.models import make_backend
+    from engine.label.request import Inputs, LabelRequest, Runtime
+    from engine.label.run import label
+    from engine.plan.adaptive import StagedSearch, image_pixels
+    from engine.plan.cli import _ground_truth
+    from engine.plan.passes import run_passes
+    from engine.plan.scoring import KeypointStage
+    from tests.conftest import assert_cli_error
+    from tests.engine.conftest import assert_same_records, read_run
+
+    arguments = ["plan-transforms", "--detector", str(exported["detect"][0]), "--json", str(labeled),
+                 "--images", str(labeled.parent / "images"), "--out", str(tmp_path / "plan")]
+    assert_cli_error(capsys, main([*arguments, "--stages", "0"]), "plan-transforms", "--stages", "(0, 1]")
+
+    # A staged plan's records, mixed from the cache by the search, are what `distill label --plan` writes.
+    merge = MergeSettings(score_floor=FLOOR, max_detections=8)
+    gt, files = _ground_truth(labeled, labeled.parent / "images", None)
+    full = TransformPlan.grid((96, 128), max_size=256)
+    with make_backend(exported["detect"][0], "auto") as detector, \
+            make_backend(exported["keypoints"][0], "auto") as keypoints:
+        cache = run_passes(files, detector, full, 8, FLOOR, 10**8, progress=False)
+        scorer = SubsetScorer(cache, gt, detector.card, merge, KeypointStage(keypoints, 0, True, 8), 1)
+        assert (image_pixels(scorer).sum(axis=0) == cache.pixels).all()
+        search = StagedSearch(scorer, (2,), (0, 1, 2, 3), per_image=1.0)  # 128 first, then 96, 96m, 128m
+        best = sorted({max((d["score"] for d in r["detections"]), default=0.0) for r in search.first_records})
+        escalation = Escalation(((128, False),), "empty", (("score", (best[3] + best[4]) / 2),))
+        escalated = search.escalated(escalation)
+        expected = [t if e else f for e, t, f in zip(escalated, search.target_records, search.first_records)]
+        point = search.score(escalation)
+    assert 0 < escalated.sum() < len(escalated) and point.escalated == escalated.mean()
+    label(LabelRequest(detector=exported["detect"][0], keypoints=exported["keypoints"][0], out=tmp_path / "run",
+                       inputs=Inputs(images=labeled.parent / "images"),
+                       labeling=LabelSettings(full, merge, escalation=escalation), runtime=Runtime(progress=False)))
+    records, _ = read_run(tmp_path / "run")
+    assert_same_records(records, expected)
+    assert [r["escalated"] for r in records] == escalated.tolist()
