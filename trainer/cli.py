@@ -27,7 +27,9 @@ def register(subparsers) -> None:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="change one field of the model config, VALUE in JSON (repeatable), e.g. "
                             "--set train_min_sizes=[160,192] --set test_min_size=176")
-    train.add_argument("--pseudo-json", help="generated labels (distill select) to train a student on, beside the labeled set")
+    train.add_argument("--pseudo-json", help="generated labels (distill select) to train a student on, beside the labeled "
+                       "set: its COCO file, or the folder (or index.json) of distill select --shards, read an entry at "
+                       "a time")
     train.add_argument("--pseudo-images", help="folder the generated labels' file names are relative to (the labeled run's input)")
     train.add_argument("--ratio", type=float, default=0.6,
                        help="expected labeled fraction of every minibatch with --pseudo-json (default 0.6: the paper's 6:4)")

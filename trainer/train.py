@@ -31,7 +31,7 @@ from trainer.checkpoint import build_model, load_checkpoint, save_checkpoint
 from trainer.config import (
     TASKS, BackboneConfig, config_from_dict, config_to_dict, get_config, override_config, with_pretrained_backbone,
 )
-from trainer.data.coco import category_table, load_annotations
+from trainer.data.coco import category_table, load_annotations, load_generated
 from trainer.loop import CheckpointHook, ProgressHook, Trainer, cycle
 from trainer.pretrained import load_backbone_weights
 from trainer.schedule import WarmupMultiStepLR
@@ -176,7 +176,7 @@ def _train(options: TrainOptions, device: torch.device) -> dict:
         raise UserError(f"{options.train_json} has nothing to train on for task {options.task!r}")
     generated = None
     if options.pseudo_json is not None:
-        pseudo_coco = load_annotations(options.pseudo_json, options.pseudo_images)
+        pseudo_coco = load_generated(options.pseudo_json, options.pseudo_images)
         check_same_categories(train_coco, pseudo_coco, options.pseudo_json)
         generated, _, _ = build_dataset(options.task, config, pseudo_coco, options.pseudo_images, seed + 1, categories)
         if len(generated) == 0:

@@ -87,7 +87,12 @@ def load_coco(path: Path) -> CocoSet:
     category and one `keypoint_scores` entry per keypoint. Ids are unique. Anything else
     is a one-line UserError naming the file and the entry."""
     path = Path(path)
-    data = read_coco(path)
+    return checked_coco(path, read_coco(path))
+
+
+def checked_coco(path: Path, data: dict[str, Any]) -> CocoSet:
+    """The COCO dict `data` (as `read_coco` returns it), read from `path`, checked and
+    indexed as `load_coco` does."""
     images = _check_images(path, data["images"])
     categories = _check_categories(path, data["categories"])
     annotations: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in images}

@@ -1,12 +1,14 @@
-"""The calibrated rule over a labeling run: three streamed passes over its shards
-(category score histograms; keypoint score histograms of the selected people; the
-labels), thresholds from engine.select.thresholds, and the printed table."""
+"""The calibrated rule over a labeling run: two streamed passes over its shards
+(category score histograms; keypoint score histograms of the selected people) give the
+thresholds (engine.select.thresholds); the labels are a third pass, written by the
+command (engine/select/cli.py) as one file or as shards; then the report and the
+printed table."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.label.manifest import RunManifest
-from engine.select.coco import select_labels
+from engine.select.coco import LabelMaker
 from engine.select.labeled import LabeledStatistics, check_categories, labeled_statistics, read_labeled
 from engine.select.predictions import iter_records, run_categories
 from engine.select.thresholds import category_histograms, count_threshold, keypoint_threshold
@@ -55,10 +57,51 @@ def _keypoint_pass(out: Path, person: int, threshold: float) -> tuple[np.ndarray
     return histogram, people
 
 
-def select_calibrated(out: Path, manifest: RunManifest, labeled_path: Path,
-                      info: dict[str, Any]) -> dict[str, Any]:
-    """COCO dict of the run in `out` (its `manifest`) under thresholds calibrated on the
-    labeled COCO file `labeled_path`; prints the thresholds as a table."""
+@dataclass
+class Calibration:
+    """The calibrated rule's outcome over a run: per-category score `thresholds` (None:
+    nothing kept), the `keypoint` threshold (None: no keypoint visible), and what the
+    report needs (the labeled set's statistics, the run's number of `images`)."""
+
+    categories: list[dict[str, Any]]
+    thresholds: dict[int, float | None]
+    keypoint: float | None
+    stats: LabeledStatistics
+    labeled_ids: set[int]
+    labeled_path: Path
+    images: int
+
+    def maker(self) -> LabelMaker:
+        # no keypoint threshold means, as for a category, that none is kept: all get v=0
+        return LabelMaker(self.thresholds, math.inf if self.keypoint is None else self.keypoint)
+
+    def report(self, maker: LabelMaker) -> dict[str, Any]:
+        """`info["thresholds"]`; the generated numbers are those `maker` labeled."""
+        stats, images = self.stats, self.images
+        rows = {}
+        for category in self.categories:
+            cid = int(category["id"])
+            rows[str(cid)] = {
+                "name": category["name"],
+                "labeled_per_image": stats.instances[cid] / stats.images if cid in self.labeled_ids else None,
+                "threshold": self.thresholds[cid],
+                "generated_per_image": maker.counts[cid] / images,
+                "count": maker.counts[cid],
+            }
+        visible, people = maker.visible.get(stats.person, (0, 0))
+        return {"rule": "calibrated", "labeled": str(self.labeled_path), "categories": rows,
+                "keypoint": {"labeled_mean_visible": stats.visible / stats.people if stats.people else None,
+                             "threshold": self.keypoint,
+                             "generated_mean_visible": visible / people if people else None}}
+
+    def print_table(self, report: dict[str, Any]) -> None:
+        _print_table(report, self.labeled_ids - set(self.thresholds))
+
+
+def calibrate(out: Path, manifest: RunManifest, labeled_path: Path) -> Calibration:
+    """The thresholds of the run in `out` (its `manifest`) calibrated on the labeled COCO
+    file `labeled_path`: passes 1 and 2 over the shards, each holding `(BINS,)` int64
+    histograms only (800 kB a category), so memory does not grow with the predictions."""
     categories = run_categories(out, manifest)
     labeled = read_labeled(labeled_path)
     check_categories(categories, labeled, out)
@@ -85,37 +128,7 @@ def select_calibrated(out: Path, manifest: RunManifest, labeled_path: Path,
         histogram, people = _keypoint_pass(out, stats.person, person_threshold)
         if histogram is not None:
             keypoint = keypoint_threshold(histogram, people, target_visible)
-
-    # no keypoint threshold means, as for a category, that none is kept: all get v=0
-    data = select_labels(iter_records(out), categories, thresholds,
-                         math.inf if keypoint is None else keypoint, info)
-    data["info"]["thresholds"] = _report(data, categories, thresholds, keypoint, stats, labeled_ids,
-                                         labeled_path, images)
-    _print_table(data["info"]["thresholds"], labeled_ids - set(thresholds))
-    return data
-
-
-def _report(data: dict[str, Any], categories: list[dict[str, Any]], thresholds: dict[int, float | None],
-            keypoint: float | None, stats: LabeledStatistics, labeled_ids: set[int], labeled_path: Path,
-            images: int) -> dict[str, Any]:
-    """`info["thresholds"]`; the generated numbers are counted in the labels written."""
-    counts = Counter(a["category_id"] for a in data["annotations"])
-    rows = {}
-    for category in categories:
-        cid = int(category["id"])
-        rows[str(cid)] = {
-            "name": category["name"],
-            "labeled_per_image": stats.instances[cid] / stats.images if cid in labeled_ids else None,
-            "threshold": thresholds[cid],
-            "generated_per_image": counts[cid] / images,
-            "count": counts[cid],
-        }
-    people = [a["num_keypoints"] for a in data["annotations"]
-              if a["category_id"] == stats.person and "keypoints" in a]
-    return {"rule": "calibrated", "labeled": str(labeled_path), "categories": rows,
-            "keypoint": {"labeled_mean_visible": stats.visible / stats.people if stats.people else None,
-                         "threshold": keypoint,
-                         "generated_mean_visible": sum(people) / len(people) if people else None}}
+    return Calibration(categories, thresholds, keypoint, stats, labeled_ids, labeled_path, images)
 
 
 def _print_table(report: dict[str, Any], labeled_only: set[int]) -> None:

@@ -28,10 +28,11 @@ import json
 import sys
 from pathlib import Path
 
-from engine.coco.evaluate import get_metric, score_label_file
-from engine.coco.read import read_coco
+from engine.coco.evaluate import coco_api, get_metric, score_label_file, score_labels
+from engine.coco.read import load_coco, read_coco
 from engine.errors import UserError
 from engine.select.evaluate import passes_of
+from engine.select.sharded import ShardedLabels, is_sharded
 
 
 def read_metric(path: Path, key: str) -> float:
@@ -64,8 +65,11 @@ def model_steps(detector_metrics: Path, keypoint_stats: Path) -> str:
 
 
 def labels_row(labels: Path, gt_path: Path) -> tuple[float, float]:
-    """(box AP, keypoint AP) of a labels file against ground truth."""
-    scores = score_label_file(labels, gt_path)
+    """(box AP, keypoint AP) of a labels file (or sharded labels) against ground truth."""
+    if is_sharded(labels):
+        scores = score_labels(coco_api(load_coco(gt_path).data), ShardedLabels.open(labels).to_coco())
+    else:
+        scores = score_label_file(labels, gt_path)
     return scores["box_AP"], scores["keypoint_AP"]
 
 

@@ -11,6 +11,7 @@ from pycocotools.coco import COCO
 from engine.coco.geometry import xywh_to_xyxy
 from engine.scaling import resize_to_scale, round_up
 from trainer.data.coco import category_table, read_image
+from trainer.data.labels import ShardedTrainingLabels, training_labels
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -20,11 +21,12 @@ class DetectionDataset(torch.utils.data.Dataset):
     indices, "crowd" (K, 4) float32 xyxy ignore regions. meta: "image_id", "scale".
     """
 
-    def __init__(self, coco: COCO, images_dir: str, min_sizes: tuple[int, ...], max_size: int, train: bool,
+    def __init__(self, coco: COCO | ShardedTrainingLabels, images_dir: str, min_sizes: tuple[int, ...], max_size: int, train: bool,
                  seed: int = 0, categories: list[dict] | None = None):
-        """`categories` ([{"id", "name"}], class-index order) defaults to the file's own."""
-        self.coco, self.images_dir = coco, str(images_dir)
-        self.ids = sorted(coco.getImgIds())
+        """`coco`: the labels (a COCO, or sharded labels read an image at a time);
+        `categories` ([{"id", "name"}], class-index order) defaults to the labels' own."""
+        self.labels, self.images_dir = training_labels(coco), str(images_dir)
+        self.ids = self.labels.image_ids()
         self.categories = category_table(coco) if categories is None else categories
         self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}
         self.min_sizes, self.max_size, self.train = tuple(min_sizes), max_size, train
@@ -36,7 +38,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     def annotations(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(M, 4) xyxy boxes, (M,) labels, (K, 4) crowd boxes in original pixels."""
         boxes, labels, crowd = [], [], []
-        for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id])):
+        for ann in self.labels.image_annotations(image_id):
             x, y, w, h = ann["bbox"]
             if w < 1 or h < 1 or ann["category_id"] not in self.label_of:
                 continue  # degenerate boxes carry no usable signal
@@ -54,8 +56,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         image_id = self.ids[index]
-        info = self.coco.imgs[image_id]
-        image = read_image(f"{self.images_dir}/{info['file_name']}")
+        image = read_image(f"{self.images_dir}/{self.labels.file_name(image_id)}")
         boxes, labels, crowd = self.annotations(image_id)
         min_size = self.rng.choice(self.min_sizes) if self.train else self.min_sizes[0]
         height, width = image.shape[:2]

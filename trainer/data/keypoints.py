@@ -18,6 +18,7 @@ from engine.coco.schema import NUM_KEYPOINTS, flip_permutation
 from engine.crops import person_crop_box, points_to_crop, warp_crop
 from trainer.config import KeypointConfig
 from trainer.data.coco import person_category_id, read_image
+from trainer.data.labels import ShardedTrainingLabels, training_labels
 
 
 def gaussian_heatmaps(points: np.ndarray, visible: np.ndarray, heatmap_size: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -50,14 +51,12 @@ def flip_crop_keypoints(points: np.ndarray, visible: np.ndarray, crop_width: flo
 class KeypointDataset(torch.utils.data.Dataset):
     """Items: (crop (3, Hc, Wc) float32 RGB 0..255, heatmaps (J, Hc/4, Wc/4), weights (J,), meta)."""
 
-    def __init__(self, coco: COCO, images_dir: str, config: KeypointConfig, train: bool, seed: int = 0):
-        self.coco, self.images_dir, self.config, self.train = coco, str(images_dir), config, train
-        person = person_category_id(coco)
-        self.instances = [
-            ann for ann in coco.loadAnns(coco.getAnnIds(catIds=[person]))
-            if not ann.get("iscrowd", 0) and ann.get("num_keypoints", 0) > 0 and ann["bbox"][2] > 1 and ann["bbox"][3] > 1
-        ]
-        self.instances.sort(key=lambda a: (a["image_id"], a.get("id", 0)))
+    def __init__(self, coco: COCO | ShardedTrainingLabels, images_dir: str, config: KeypointConfig, train: bool,
+                 seed: int = 0):
+        """`coco`: the labels (a COCO, or sharded labels read a person at a time)."""
+        self.labels, self.images_dir, self.config, self.train = training_labels(coco), str(images_dir), config, train
+        # the trainable people: dicts of a COCO, 8-byte rows of sharded labels
+        self.instances = self.labels.people(person_category_id(coco))
         self.rng = random.Random(seed)
 
     def __len__(self) -> int:
@@ -79,9 +78,8 @@ class KeypointDataset(torch.utils.data.Dataset):
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
 
     def __getitem__(self, index: int):
-        ann = self.instances[index]
-        info = self.coco.imgs[ann["image_id"]]
-        image = read_image(f"{self.images_dir}/{info['file_name']}")
+        ann, file_name = self.labels.person(self.instances[index])
+        image = read_image(f"{self.images_dir}/{file_name}")
         height, width = self.config.input_size
         box = self.crop_box(ann["bbox"])
         crop = warp_crop(image, box, (height, width))

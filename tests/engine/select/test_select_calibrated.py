@@ -251,7 +251,8 @@ def test_calibrated_select_follows_the_reference_rule(case, capsys):
 
 def test_selection_streams_the_records(case, monkeypatch):
     """No pass holds the records: when a record is read, the earlier ones are gone."""
-    import engine.select.calibrated as cli
+    import engine.select.calibrated as calibrated
+    import engine.select.cli as cli
 
     class Record(dict):  # a dict that a weak reference can follow
         pass
@@ -262,13 +263,14 @@ def test_selection_streams_the_records(case, monkeypatch):
         nonlocal most_alive
         refs = []
         passes.append(refs)
-        for record in cli_iter_records(out):
+        for record in plain_iter_records(out):
             most_alive = max(most_alive, sum(ref() is not None for ref in refs))
             wrapped = Record(record)
             refs.append(weakref.ref(wrapped))
             yield wrapped
 
-    cli_iter_records = cli.iter_records
+    plain_iter_records = calibrated.iter_records
+    monkeypatch.setattr(calibrated, "iter_records", counting_iter_records)
     monkeypatch.setattr(cli, "iter_records", counting_iter_records)
     assert select(case) == 0
     assert [len(refs) for refs in passes] == [len(case["records"])] * 3
