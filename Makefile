@@ -29,6 +29,14 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The fault harness (tests/faults, README "What it survives"), long: every fault test with
+# the long runs too (hundreds of random kills of distill label, 20 of distill train, a Ray
+# actor killed mid-shard), then the table of figures, also written to runs/faults/table.md.
+# The suite (`make test`) runs the short versions.
+.PHONY: faults
+faults: setup
+	DISTILL_FAULTS_LONG=1 DISTILL_FAULTS_TABLE=runs/faults/table.md $(BIN)/python -m pytest -q -p no:cacheprovider --timeout 7200 --durations 0 tests/faults
+
 # ---- the loop: teacher -> export -> label -> select -> student, round after round ------
 # Everything writes under RUN. Every step is a file target: a second run reuses what is
 # up to date, an interrupted training resumes from its last checkpoint (--resume) and an
@@ -94,6 +102,15 @@ DATA_ARGS = --train-json $(LABELED_JSON) --train-images $(LABELED_IMAGES) --val-
 # --resume only where an interrupted run left a checkpoint behind.
 resume_train = $(if $(wildcard $(1)/last.pt $(1)/model.pt),--resume)
 resume_label = $(if $(wildcard $(1)/manifest.json),--resume)
+# A labeling run of more than SHARDS_ABOVE images is selected into shards (distill select
+# --shards into round<k>/generated/, generated.json a link to its index.json, which the
+# student, gallery and report read as they read the single file): above about 200k images
+# the single file costs the student several GB of Python objects. Decided when the step
+# runs, from the run's manifest.
+SHARDS_ABOVE ?= 200000
+run_images = $(shell $(BIN)/python -c 'import json, sys; print(sum(s["images"] for s in json.load(open(sys.argv[1]))["shards"]))' $(1)/manifest.json 2>/dev/null)
+select_out = $(if $(shell test $(call run_images,$(1)/labels) -gt $(SHARDS_ABOVE) && echo y),--out $(1)/generated --shards \
+	&& ln -sfn generated/index.json $(1)/generated.json,--out $(1)/generated.json)
 # Round k's teacher run folder for model $(2) (detector | keypoints).
 teacher_of = $(if $(filter 1,$(1)),$(RUN)/teacher-$(2),$(RUN)/round$(shell expr $(1) - 1)/student-$(2))
 TRAIN_DETECTOR = $(BIN)/distill train --task detect --model $(MODEL) --iters $(DET_ITERS) --batch-size $(DET_BATCH) \
@@ -151,7 +168,7 @@ $(RUN)/round$(1)/labels.done: $(RUN)/round$(1)/detector.onnx $(RUN)/round$(1)/ke
 
 $(RUN)/round$(1)/generated.json: $(RUN)/round$(1)/labels.done $(LABELED_JSON)
 	$(TIMED) "step select (round $(1))" $(BIN)/distill select --predictions $(RUN)/round$(1)/labels \
-		--labeled $(LABELED_JSON) --out $$@
+		--labeled $(LABELED_JSON) $$(call select_out,$(RUN)/round$(1))
 
 $(RUN)/round$(1)/student-detector/metrics.json: $(RUN)/round$(1)/generated.json
 	$(TIMED) "step student-detector (round $(1))" $(TRAIN_DETECTOR) --schedule-scale $(SCHEDULE_SCALE) \
@@ -266,3 +283,58 @@ lint-docker: $(HADOLINT)
 
 clean:
 	rm -rf $(VENV) runs
+
+# ---- a real teacher on real photos (docs/real-teacher.md): Ultralytics' YOLO11n-pose ------
+# For a user who has the model file and the real photos (SHARED: ../shared/data): the
+# model imported as a teacher, the passes that pay for keypoints measured on coco-unlabeled's
+# 115 photos with keypoint labels (partial: people without keypoints are unlabeled), coco-mini's
+# 158 val2017 photos labeled with the plan found, selected with thresholds calibrated on its
+# train2017 photos, scored (COCO box and keypoint AP, beside one native pass) and drawn.
+# Everything under REAL (git-ignored; the model's weights are AGPL-3.0). Where a file is
+# missing it prints one line naming it and exits 0: a skip, not a failure (a clone without
+# the data or the model has nothing to run, and `make` chains of other targets go on).
+SHARED ?= ../shared/data
+REAL ?= runs/real
+REAL_MODEL ?= $(SHARED)/models/yolo11n-pose/yolo11n-pose.onnx
+REAL_COCO ?= $(SHARED)/coco-mini/annotations/person_keypoints.json
+REAL_VAL_JSON ?= $(SHARED)/coco-unlabeled/person_keypoints_derived.json
+REAL_VAL_IMAGES ?= $(SHARED)/coco-unlabeled/images
+REAL_BUDGET ?= 0.5
+# The model README's protocol: scores above 0.01, at most 100 people per photo.
+REAL_PROTOCOL = --score-floor 0.01 --max-detections 100
+REAL_TEACHER = $(REAL)/yolo11n-pose-teacher.onnx
+.PHONY: real
+real:
+	@missing=$$(for f in $(REAL_MODEL) $(REAL_COCO) $(REAL_VAL_JSON) $(REAL_VAL_IMAGES); do \
+		test -e $$f || { echo $$f; break; }; done); \
+	if [ -n "$$missing" ]; then echo "make real: skipped: $$missing not found (set SHARED or REAL_MODEL)"; \
+	else $(TIMED) "make real: all steps" $(MAKE) --no-print-directory $(REAL)/gallery/index.html $(REAL)/results.json; fi
+
+$(REAL_TEACHER): | $(LOOP_STAMP)
+	$(TIMED) "step import (real)" $(BIN)/distill import ultralytics --onnx $(REAL_MODEL) --out $@
+
+$(REAL)/val2017.json: | $(LOOP_STAMP)
+	$(TIMED) "step prepare (real)" $(BIN)/python -m benchmarks.real_teacher --out $(REAL) --prepare
+
+$(REAL)/plan-transforms/plan.json: $(REAL_TEACHER) | $(NUMBA_WARM)
+	$(TIMED) "step plan-transforms (real)" $(BIN)/distill plan-transforms --detector $(REAL_TEACHER) \
+		--json $(REAL_VAL_JSON) --images $(REAL_VAL_IMAGES) --partial-labels --objective keypoints \
+		--budget $(REAL_BUDGET) $(REAL_PROTOCOL) --no-progress --out $(@D)
+
+# A stamp, not the run's manifest: an interrupted run has a manifest too, and is resumed.
+$(REAL)/plan.done: $(REAL)/plan-transforms/plan.json $(REAL)/val2017.json
+	$(TIMED) "step label (real)" $(BIN)/distill label --detector $(REAL_TEACHER) --images $(REAL)/val2017 \
+		--plan $(REAL)/plan-transforms $(REAL_PROTOCOL) --no-progress --out $(REAL)/plan $(call resume_label,$(REAL)/plan)
+	touch $@
+
+$(REAL)/labels.json: $(REAL)/plan.done
+	$(TIMED) "step select (real)" $(BIN)/distill select --predictions $(REAL)/plan --labeled $(REAL)/train2017.json \
+		--out $@
+
+$(REAL)/results.json: $(REAL)/plan.done
+	$(TIMED) "step score (real)" $(BIN)/python -m benchmarks.real_teacher --out $(REAL) --no-direct \
+		--plan $(REAL)/plan-transforms
+
+$(REAL)/gallery/index.html: $(REAL)/labels.json
+	$(TIMED) "step gallery (real)" $(BIN)/distill gallery --labels $< --images $(REAL)/val2017 \
+		--predictions $(REAL)/plan --gt $(REAL)/val2017.json --out $(@D)

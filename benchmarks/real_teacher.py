@@ -1,26 +1,41 @@
 """A real teacher on real photos: Ultralytics' COCO-trained YOLO11n-pose, imported with
 `distill import ultralytics`, labeling coco-mini's 158 val2017 photos.
 
-    .venv/bin/python -m benchmarks.real_teacher --out runs/real-teacher [--tta]
+    .venv/bin/python -m benchmarks.real_teacher --out runs/real-teacher [--around] [--tta] \
+        [--plan PLAN_DIR] [--no-direct]
+    .venv/bin/python -m benchmarks.real_teacher --out runs/real --prepare
 
 Needs ../shared/data (the model's README says where it comes from; its weights are
-AGPL-3.0: everything this writes stays under --out, which git ignores). Rows, each
-scored with COCOeval against `person_keypoints.json` restricted to the val2017 photos
-(box AP counts every person, also those without keypoints; a person's keypoint score is
-its box score, as in Ultralytics' own evaluation):
+AGPL-3.0: everything this writes stays under --out, which git ignores). `--prepare`
+only writes the inputs `make real` feeds the distill commands (below) and stops. Rows,
+each scored with COCOeval against `person_keypoints.json` restricted to the val2017
+photos (box AP counts every person, also those without keypoints; a person's keypoint
+score is its box score, as in Ultralytics' own evaluation):
 
     direct   the raw export run by ONNX Runtime here, with this file's own letterbox
              (longer side 640, grey 114, centred, padded to a multiple of 32), decoding
              and NMS: the reference the engine must match
     native   `distill label`, one pass at the native size (`--scales 640 --max-size 640
              --no-flip`), plain NMS (keypoints: each kept box's own)
+    plan     (--plan) the passes `distill plan-transforms --objective keypoints` chose
+             on a disjoint set (coco-unlabeled's derived keypoints: `make real`), default
+             merge
+    around   (--around) 480, 640, 800 px each mirrored (6 passes), default merge
     tta      (--tta) the default plan, 400..1200 px each mirrored (18 passes), merged
-             by the default NMS 0.5 + box voting 0.8 (boxes only: keypoints are not
-             merged yet)
+             by the default NMS 0.5 + box voting 0.8
 
-All rows use the model README's protocol: scores above 0.01, NMS IoU 0.65 (the TTA
-merge's default 0.5 in `tta`), at most 100 people per photo. A run folder already
-complete is scored as it is (its time from its manifest). Writes OUT/results.json.
+In every merged row the one-stage keypoints are voted with the boxes (each kept box's
+joints: its voters' joints weighted by box score x joint confidence). All rows use the
+model README's protocol: scores above 0.01, NMS IoU 0.65 (the merge's default 0.5 in
+the merged rows), at most 100 people per photo. A run folder already complete is scored
+as it is (its time from its manifest). A row's detector cost is the padded pixels its
+passes feed the detector over the photos, relative to the 18-pass plan's. Writes
+OUT/results.json (every COCOeval statistic, by size too).
+
+`--prepare` writes OUT/val2017/ (links to the val2017 photos, so that records are named
+as the ground truth names them), OUT/val2017.json (their ground truth, for scoring and
+`distill gallery --gt`) and OUT/train2017.json (the train2017 photos' ground truth: the
+labeled-set statistics `distill select --labeled` calibrates its thresholds on).
 """
 
 from __future__ import annotations
@@ -39,6 +54,8 @@ from engine.coco.evaluate import coco_api, run_cocoeval
 from engine.coco.geometry import xyxy_to_xywh
 from engine.coco.schema import PERSON_CATEGORY_ID
 from engine.label.manifest import RunManifest
+from engine.label.views import Padding, TransformPlan
+from engine.scaling import scaled_size
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -169,22 +186,49 @@ def import_teacher(out: Path, model: Path = MODEL) -> Path:
     return teacher
 
 
-def image_list(out: Path, gt: dict, coco: Path = COCO_MINI) -> Path:
-    """A list file of the split's photos, for `distill label --list`."""
-    path = out / f"{SPLIT}.txt"
-    path.write_text("".join(f"{(coco / 'images' / i['file_name']).resolve()}\n" for i in gt["images"]))
-    return path
+def prepare(out: Path, gt: dict, coco: Path = COCO_MINI) -> Path:
+    """The inputs `make real` feeds the distill commands (module docstring); the folder
+    of links to the split's photos."""
+    folder = out / SPLIT
+    folder.mkdir(parents=True, exist_ok=True)
+    for image in gt["images"]:
+        link = folder / image["file_name"]
+        if not link.is_symlink():
+            link.symlink_to((coco / "images" / image["file_name"]).resolve())
+    (out / f"{SPLIT}.json").write_text(json.dumps(gt))
+    (out / "train2017.json").write_text(json.dumps(split_ground_truth(coco, "train2017")))
+    return folder
 
 
-def label_run(teacher: Path, images: Path, out: Path, name: str) -> tuple[Path, float]:
-    """`distill label` with RUNS[name], unless a complete run is there (an unfinished one
-    is resumed); (run folder, the run's wall seconds from its manifest)."""
+def label_run(teacher: Path, images: Path, out: Path, name: str, options: list[str]) -> tuple[Path, float]:
+    """`distill label` of the folder `images` with `options`, unless a complete run is
+    there (an unfinished one is resumed); (run folder, the run's wall seconds from its
+    manifest)."""
     run = out / name
     started = (run / "manifest.json").is_file()
     if not (started and RunManifest.load(run).complete):
-        distill("label", "--detector", str(teacher), "--list", str(images), "--out", str(run), "--no-progress",
-                *PROTOCOL, *RUNS[name], *(["--resume"] if started else []))
+        distill("label", "--detector", str(teacher), "--images", str(images), "--out", str(run), "--no-progress",
+                *PROTOCOL, *options, *(["--resume"] if started else []))
     return run, RunManifest.load(run).summary.wall_seconds
+
+
+def padded_pixels(plan: TransformPlan, padding: Padding, sizes: list[tuple[int, int]]) -> int:
+    """Pixels the detector processes for `plan` over images of `sizes` (H, W): every
+    pass's view, padded (a mirrored pass costs what its original does)."""
+    total = 0
+    for height, width in sizes:
+        for scale, _ in plan.passes:
+            total += int(np.prod(padding.padded_shape(*scaled_size(height, width, scale, plan.max_size))))
+    return total
+
+
+def teacher_padding(teacher: Path) -> Padding:
+    import onnxruntime as ort
+
+    from engine.modelcard import card_from_metadata
+
+    metadata = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return Padding.of(card_from_metadata(metadata.custom_metadata_map, str(teacher)))
 
 
 def main() -> None:
@@ -192,25 +236,45 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "real-teacher")
     parser.add_argument("--around", action="store_true", help="also 480, 640, 800 px each mirrored (6 passes)")
     parser.add_argument("--tta", action="store_true", help="also the 18-pass run (about 50x the native pass)")
+    parser.add_argument("--plan", type=Path, help="also a run with this plan (distill plan-transforms' folder)")
+    parser.add_argument("--no-direct", action="store_true", help="leave out the direct row")
+    parser.add_argument("--prepare", action="store_true", help="only write the inputs make real uses")
     args = parser.parse_args()
     if not MODEL.is_file():
         raise SystemExit(f"real_teacher: {MODEL} not found (../shared/data is absent)")
     args.out.mkdir(parents=True, exist_ok=True)
     gt = split_ground_truth()
-    teacher, images = import_teacher(args.out), image_list(args.out, gt)
-    paths = [Path(line) for line in images.read_text().splitlines()]
-    started = time.perf_counter()
-    rows = {"direct": (score(gt, direct_predictions(MODEL, paths)), time.perf_counter() - started)}
-    for name in ["native", *(["around"] if args.around else []), *(["tta"] if args.tta else [])]:
-        run, seconds = label_run(teacher, images, args.out, name)
-        rows[name] = (score(gt, labeled_people(run)), seconds)
-    results = {name: {"box_AP": m["box_AP"], "keypoint_AP": m.get("keypoint_AP"), "seconds": round(s, 1),
-                      "images": len(paths)} for name, (m, s) in rows.items()}
+    images = prepare(args.out, gt)
+    if args.prepare:
+        return
+    teacher = import_teacher(args.out)
+    paths = sorted(images.iterdir())
+    sizes = [(image["height"], image["width"]) for image in gt["images"]]
+    padding, full = teacher_padding(teacher), TransformPlan()
+    rows = {}
+    if not args.no_direct:
+        started = time.perf_counter()
+        # One letterboxed pass: the longer side at 640, padded to multiples of 32.
+        direct = TransformPlan(((SIZE, False),), SIZE)
+        rows["direct"] = (score(gt, direct_predictions(MODEL, paths)), time.perf_counter() - started,
+                          padded_pixels(direct, padding, sizes))
+    runs = {"native": RUNS["native"], **({"plan": ["--plan", str(args.plan)]} if args.plan else {}),
+            **({"around": RUNS["around"]} if args.around else {}), **({"tta": RUNS["tta"]} if args.tta else {})}
+    for name, options in runs.items():
+        run, seconds = label_run(teacher, images, args.out, name, options)
+        plan = RunManifest.load(run).settings.labeling.plan
+        rows[name] = (score(gt, labeled_people(run)), seconds, padded_pixels(plan, padding, sizes))
+    full_pixels = padded_pixels(full, padding, sizes)
+    results = {name: {**m, "seconds": round(s, 1), "images": len(paths), "cost": round(pixels / full_pixels, 4)}
+               for name, (m, s, pixels) in rows.items()}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"{'run':8} {'box AP':>7} {'kpt AP':>7} {'seconds':>8}   ({len(paths)} {SPLIT} photos)")
+    print(f"{'run':8} {'cost':>6} {'box AP':>7} {'APs':>6} {'APm':>6} {'APl':>6} {'kpt AP':>7} {'APm':>6} "
+          f"{'APl':>6} {'seconds':>8}   ({len(paths)} {SPLIT} photos; cost: padded pixels, 18-pass plan = 1)")
     for name, r in results.items():
-        kp = "-" if r["keypoint_AP"] is None else f"{r['keypoint_AP']:.3f}"
-        print(f"{name:8} {r['box_AP']:7.3f} {kp:>7} {r['seconds']:8.1f}")
+        kp = ("      -" + " " * 14 if r.get("keypoint_AP") is None else
+              f"{r['keypoint_AP']:7.3f} {r['keypoint_APm']:6.3f} {r['keypoint_APl']:6.3f}")
+        print(f"{name:8} {r['cost']:6.3f} {r['box_AP']:7.3f} {r['box_APs']:6.3f} {r['box_APm']:6.3f} "
+              f"{r['box_APl']:6.3f} {kp} {r['seconds']:8.1f}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def greedy_forward(scorer: SubsetScorer, passes: int, objective: str, progress: 
                 bar.update(1)
             best = max(tried, key=lambda point: (point.value(objective), -point.cost))
             best.on_path = True
-            if best.keypoint_AP is None and scorer.keypoints is not None:
+            if best.keypoint_AP is None and scorer.has_keypoints:
                 best.keypoint_AP = scorer.score(best.subset, with_keypoints=True).keypoint_AP
             chosen = best.subset
             points += tried

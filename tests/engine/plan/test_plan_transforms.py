@@ -105,7 +105,7 @@ def test_subset_scoring_equals_ensembling_only_those_passes():
 class _AdditiveScorer:
     """Box AP = the sum of per-pass values; cost = the sum of per-pass costs."""
 
-    keypoints = None
+    has_keypoints = False
 
     def __init__(self, values: list[float], costs: list[float]) -> None:
         self.values, self.costs = values, costs
@@ -243,7 +243,8 @@ def test_label_and_plan_transforms_refuse_bad_requests(exported, labeled, tmp_pa
         (_arguments(exported, labeled, tmp_path / "p") + ["--budget", "0.01"],
          r"--budget: no subset of the passes fits a budget of 0.01 .*\(the cheapest pass costs 0\.\d+\)$"),
         ([a for a in _arguments(exported, labeled, tmp_path / "p") if a not in ("--keypoints", str(exported["keypoints"][0]))]
-         + ["--objective", "keypoints"], "--objective keypoints needs --keypoints"),
+         + ["--objective", "keypoints"], "--objective keypoints needs --keypoints, or a --detector whose card "
+                                         "declares keypoints"),
         (_arguments(exported, labeled, tmp_path / "p") + ["--json", str(tmp_path / "none.json")],
          r"none\.json does not exist"),
     ]
@@ -265,3 +266,108 @@ def test_unreadable_validation_images_are_left_out_and_named(exported, labeled, 
     assert cache.names == [image.name] and len(cache.candidates) == 1 and len(cache.candidates[0]) == 2
     assert cache.failures == [("broken.jpg", "not an image (unrecognized format)"), ("gone.jpg", "file not found")]
     assert cache.pixels.shape == (2,) and cache.pixels[0] == cache.pixels[1] > 0  # a mirror costs its original
+
+
+# ---- a one-stage pose detector, and partial ground truth --------------------------------
+def test_partial_labels_ignore_predictions_away_from_labeled_objects():
+    """With partial ground truth, a confident prediction where nothing is labeled (an
+    unlabeled person, perhaps) is left out of the scoring; a duplicate of a labeled
+    object still counts false."""
+    from engine.coco.evaluate import score_labels
+    from engine.plan.scoring import near_labeled_objects
+
+    gt = _ground_truth(images=1)
+    labeled = gt.loadAnns(gt.getAnnIds())
+    x, y, w, h = labeled[0]["bbox"]
+
+    def labels(*predictions):
+        return {"images": [{"id": 1, "file_name": "im0.jpg", "width": 120, "height": 120}],
+                "annotations": [{"id": i, "image_id": 1, "category_id": labeled[0]["category_id"], "bbox": box,
+                                 "score": score, "area": box[2] * box[3], "iscrowd": 0}
+                                for i, (box, score) in enumerate(predictions, 1)]}
+
+    exact, away = [x, y, w, h], [x + 200, y + 200, w, h]
+    duplicate = [x + 0.15 * w, y, w, h]  # IoU 0.74 with the labeled box
+    found_after_a_stranger = labels((exact, 0.8), (away, 0.9))
+    assert len(near_labeled_objects(found_after_a_stranger, gt)["annotations"]) == 1
+    assert score_labels(gt, near_labeled_objects(found_after_a_stranger, gt))["box_AP"] > \
+        score_labels(gt, found_after_a_stranger)["box_AP"]
+    with_a_duplicate = labels((exact, 0.8), (duplicate, 0.9))
+    assert near_labeled_objects(with_a_duplicate, gt) == with_a_duplicate
+
+
+@pytest.fixture(scope="module")
+def one_stage(tmp_path_factory) -> tuple[Path, Path]:
+    """(an imported one-stage pose teacher, the COCO file of three images in its folder
+    `images`), its random graph's third class named person (as in the import tests)."""
+    import cv2
+
+    from engine.coco.schema import KEYPOINT_NAMES, SKELETON
+    from tests.export.importers import graphs
+    from tests.export.importers.test_import import save, smooth_image
+
+    root = tmp_path_factory.mktemp("one-stage")
+    model = graphs.ultralytics_graph(pose=True)
+    for prop in model.metadata_props:
+        if prop.key == "names":
+            prop.value = repr({0: "car", 1: "bicycle", 2: "person", 3: "motorcycle"})
+    teacher = root / "teacher.onnx"
+    assert main(["import", "ultralytics", "--onnx", str(save(model, root / "pose.onnx")), "--out", str(teacher)]) == 0
+    (root / "images").mkdir()
+    images, annotations = [], []
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(150, 230), (210, 140), (160, 160)], 1):
+        cv2.imwrite(str(root / "images" / f"im{i}.png"), smooth_image(h, w, i)[:, :, ::-1])
+        images.append({"id": i, "file_name": f"im{i}.png", "width": w, "height": h})
+        x, y = rng.uniform(0, 40, 2)
+        points = np.stack([rng.uniform(x, x + 60, 17), rng.uniform(y, y + 90, 17), np.full(17, 2.0)], axis=1)
+        annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [x, y, 60.0, 90.0], "area": 5400.0,
+                            "iscrowd": 0, "keypoints": points.reshape(-1).tolist(), "num_keypoints": 17})
+    images.append({"id": 4, "file_name": "unlabeled.png", "width": 160, "height": 160})  # for --partial-labels
+    cv2.imwrite(str(root / "images" / "unlabeled.png"), smooth_image(160, 160, 9)[:, :, ::-1])
+    categories = [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": [list(s) for s in SKELETON]},
+                  {"id": 2, "name": "bicycle"}, {"id": 3, "name": "car"}, {"id": 4, "name": "motorcycle"}]
+    labels = root / "val.json"
+    labels.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return teacher, labels
+
+
+def test_keypoint_objective_with_a_one_stage_detector_and_no_keypoint_model(one_stage, tmp_path, capsys):
+    """--objective keypoints without --keypoints: the detector's own voted keypoints are
+    scored for every subset, and `distill label --plan` writes exactly the records the
+    chosen subset was scored on; --partial-labels leaves out the unannotated image."""
+    from engine.label.models import make_backend, one_stage_person_label
+    from engine.plan.cli import _ground_truth
+    from engine.plan.passes import run_passes
+    from tests.engine.conftest import assert_same_records, read_run
+
+    teacher, labels = one_stage
+    images = labels.parent / "images"
+    argv = ["plan-transforms", "--detector", str(teacher), "--json", str(labels), "--images", str(images),
+            "--out", str(tmp_path / "plan"), "--scales", "128,160", "--max-size", "400", "--budget", "0.6",
+            "--objective", "keypoints", "--partial-labels", "--no-progress"]
+    assert main(argv) == 0
+    assert "3 images, 4 passes (128, 128m, 160, 160m; m = mirrored), 10 subsets tried" in capsys.readouterr().out
+    tradeoff = json.loads((tmp_path / "plan" / "tradeoff.json").read_text())
+    assert all(p["keypoint_AP"] is not None for p in tradeoff["points"])
+    assert tradeoff["identity"]["keypoint_AP"] is not None and tradeoff["settings"]["partial_labels"]
+    plan = read_plan_file(tmp_path / "plan")
+
+    merge = MergeSettings()
+    gt, files = _ground_truth(labels, images, None, annotated_only=True)
+    full = TransformPlan.grid((128, 160), max_size=400)
+    with make_backend(teacher, "auto") as detector:
+        cache = run_passes(files, detector, full, 8, merge.score_floor, 10**8, progress=False)
+        scorer = SubsetScorer(cache, gt, detector.card, merge, None, 1,
+                              one_stage_person=one_stage_person_label(detector.card), partial=True)
+        subset = tuple(full.passes.index(p) for p in plan.passes)
+        expected = scorer.records(scorer.detections(subset), with_keypoints=True)
+        assert scorer.score(subset, with_keypoints=True).keypoint_AP == tradeoff["chosen"]["keypoint_AP"]
+    assert any("keypoints" in d for r in expected for d in r["detections"])
+    (tmp_path / "list.txt").write_text("".join(f"{images / name}\n" for name, _ in files))
+    assert main(["label", "--detector", str(teacher), "--list", str(tmp_path / "list.txt"), "--plan",
+                 str(tmp_path / "plan"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    records, failures = read_run(tmp_path / "run")
+    assert not failures
+    assert_same_records([{**r, "file_name": Path(r["file_name"]).name} for r in records], expected)
+

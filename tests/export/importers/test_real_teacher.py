@@ -23,8 +23,8 @@ def test_imported_teacher_scores_as_the_raw_export(model, coco_mini, tmp_path):
     gt = real_teacher.split_ground_truth(coco_mini)
     assert len(gt["images"]) == 158
     teacher = real_teacher.import_teacher(tmp_path, model)
-    images = real_teacher.image_list(tmp_path, gt, coco_mini)
-    run, _ = real_teacher.label_run(teacher, images, tmp_path, "native")
+    images = real_teacher.prepare(tmp_path, gt, coco_mini)
+    run, _ = real_teacher.label_run(teacher, images, tmp_path, "native", real_teacher.RUNS["native"])
     engine = real_teacher.score(gt, real_teacher.labeled_people(run))
     paths = [coco_mini / "images" / image["file_name"] for image in gt["images"]]
     direct = real_teacher.score(gt, real_teacher.direct_predictions(model, paths))
