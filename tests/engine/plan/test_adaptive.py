@@ -15,8 +15,8 @@ from engine.label.merge import Detections, MergeSettings
 from engine.label.views import TransformPlan
 from engine.plan.adaptive import StagedPoint, calibrated_threshold, choose_staged, rule_grid
 from engine.plan.scoring import SubsetScorer
+from tests.engine.plan.conftest import cached_scorer
 
-FLOOR = 0.001
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +72,9 @@ def test_find_stages_on_constructed_passes_picks_a_first_stage_inside_the_target
 
 
 def test_label_runs_a_staged_plan_as_the_search_scored_it(exported, labeled, tmp_path, capsys):
-    from engine.label.models import make_backend
     from engine.label.request import Inputs, LabelRequest, Runtime
     from engine.label.run import label
     from engine.plan.adaptive import StagedSearch, image_pixels
-    from engine.plan.cli import _ground_truth
-    from engine.plan.passes import run_passes
-    from engine.plan.scoring import KeypointStage
     from tests.conftest import assert_cli_error
     from tests.engine.conftest import assert_same_records, read_run
 
@@ -87,14 +83,8 @@ def test_label_runs_a_staged_plan_as_the_search_scored_it(exported, labeled, tmp
     assert_cli_error(capsys, main([*arguments, "--stages", "0"]), "plan-transforms", "--stages", "(0, 1]")
 
     # A staged plan's records, mixed from the cache by the search, are what `distill label --plan` writes.
-    merge = MergeSettings(score_floor=FLOOR, max_detections=8)
-    gt, files = _ground_truth(labeled, labeled.parent / "images", None)
-    full = TransformPlan.grid((96, 128), max_size=256)
-    with make_backend(exported["detect"][0], "auto") as detector, \
-            make_backend(exported["keypoints"][0], "auto") as keypoints:
-        cache = run_passes(files, detector, full, 8, FLOOR, 10**8, progress=False)
-        scorer = SubsetScorer(cache, gt, detector.card, merge, KeypointStage(keypoints, 0, True, 8), 1)
-        assert (image_pixels(scorer).sum(axis=0) == cache.pixels).all()
+    with cached_scorer(exported, labeled) as (scorer, full, merge):
+        assert (image_pixels(scorer).sum(axis=0) == scorer.cache.pixels).all()
         search = StagedSearch(scorer, (2,), (0, 1, 2, 3), per_image=1.0)  # 128 first, then 96, 96m, 128m
         best = sorted({max((d["score"] for d in r["detections"]), default=0.0) for r in search.first_records})
         escalation = Escalation(((128, False),), "empty", (("score", (best[3] + best[4]) / 2),))

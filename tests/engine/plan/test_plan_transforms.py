@@ -23,9 +23,9 @@ from engine.modelcard import ModelCard
 from engine.plan.passes import PassCache
 from engine.plan.scoring import Score, SubsetScorer
 from engine.plan.search import Point, choose, greedy_forward, mark_front
+from tests.engine.plan.conftest import FLOOR, cached_scorer
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
-FLOOR = 0.001  # the 3-step tiny detector scores low (as in test_label_pipeline)
 
 
 # ---- constructed pass outputs ----------------------------------------------------------
@@ -191,12 +191,8 @@ def _arguments(exported, labeled: Path, out: Path) -> list[str]:
 def test_plan_transforms_writes_a_plan_that_label_runs_exactly(exported, labeled, tmp_path, capsys):
     from engine.label.labeler import LabelSettings
     from engine.label.manifest import RunManifest
-    from engine.label.models import make_backend
     from engine.label.request import Inputs, LabelRequest, Runtime
     from engine.label.run import label
-    from engine.plan.cli import _ground_truth
-    from engine.plan.passes import run_passes
-    from engine.plan.scoring import KeypointStage
     from tests.engine.conftest import assert_same_records, read_run
 
     assert main(_arguments(exported, labeled, tmp_path / "plan")) == 0
@@ -211,13 +207,7 @@ def test_plan_transforms_writes_a_plan_that_label_runs_exactly(exported, labeled
     assert [f"{s}{'m' if m else ''}" for s, m in plan.passes] == tradeoff["chosen"]["passes"]
 
     # The chosen subset scored from the cache is what `distill label --plan` writes.
-    merge = MergeSettings(score_floor=FLOOR, max_detections=8)
-    gt, files = _ground_truth(labeled, labeled.parent / "images", None)
-    full = TransformPlan.grid((96, 128), max_size=256)
-    with make_backend(exported["detect"][0], "auto") as detector, \
-            make_backend(exported["keypoints"][0], "auto") as keypoints:
-        cache = run_passes(files, detector, full, 8, FLOOR, 10**8, progress=False)
-        scorer = SubsetScorer(cache, gt, detector.card, merge, KeypointStage(keypoints, 0, True, 8), 1)
+    with cached_scorer(exported, labeled) as (scorer, full, merge):
         subset = tuple(full.passes.index(p) for p in plan.passes)
         expected = scorer.records(scorer.detections(subset), with_keypoints=True)
     out = tmp_path / "run"
