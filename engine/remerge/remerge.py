@@ -137,6 +137,7 @@ def remerge(request: RemergeRequest) -> RemergeSummary:
     summary = RunSummary()
     changed = persons = 0
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(request.workers) as pool:
+        stack.callback(folder.close)  # OUT2's lock released however the remerge ends
         opened = []
 
         def keypoint_model():
