@@ -289,22 +289,31 @@ def ensemble_detections(
         boxes, scores, labels, nms_threshold, vote_threshold, scoring, score_floor,
         max_detections, soft_nms, beta, soft_nms_sigma, soft_nms_score_threshold,
     )
-    box_dtype, score_dtype = out_dtype(boxes), out_dtype(scores)
     if boxes.shape[0] == 0:
-        return (
-            np.zeros((0, 4), dtype=box_dtype),
-            np.zeros(0, dtype=score_dtype),
-            np.zeros(0, dtype=labels.dtype),
-        )
+        return _in_input_dtypes(*_no_detections(), None, boxes, scores, labels)
     dense, num_classes, classes = _dense_labels(labels)
     out_boxes, out_scores, out_labels = _ensemble_kernel(
         f64(boxes), f64(scores), dense, num_classes, *options
     )
+    return _in_input_dtypes(out_boxes, out_scores, out_labels, classes, boxes, scores, labels)
+
+
+def _no_detections() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' output for an image without candidates: `(0, 4)`, `(0,)`, `(0,)`."""
+    return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
+
+
+def _in_input_dtypes(out_boxes: np.ndarray, out_scores: np.ndarray, out_labels: np.ndarray,
+                     classes: np.ndarray | None, boxes: np.ndarray, scores: np.ndarray,
+                     labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A kernel's float64 boxes and scores and dense labels back in the caller's terms:
+    the input's dtypes (`out_dtype`) and, where `_dense_labels` compacted sparse labels,
+    the original label values (`classes[dense]`)."""
     if classes is not None:
         out_labels = classes[out_labels]
     return (
-        out_boxes.astype(box_dtype, copy=False),
-        out_scores.astype(score_dtype, copy=False),
+        out_boxes.astype(out_dtype(boxes), copy=False),
+        out_scores.astype(out_dtype(scores), copy=False),
         out_labels.astype(labels.dtype, copy=False),
     )
 
@@ -351,23 +360,11 @@ def ensemble_pose_detections(
     keypoints = check_keypoints(keypoints, boxes.shape[0])
     if vote_threshold is not None:
         check_voter_scores(scores, float(score_floor))
-    box_dtype, score_dtype = out_dtype(boxes), out_dtype(scores)
     if boxes.shape[0] == 0:
-        return (
-            np.zeros((0, 4), dtype=box_dtype),
-            np.zeros(0, dtype=score_dtype),
-            np.zeros(0, dtype=labels.dtype),
-            np.zeros((0,) + keypoints.shape[1:], dtype=keypoints.dtype),
-        )
+        no_keypoints = np.zeros((0,) + keypoints.shape[1:], dtype=keypoints.dtype)
+        return *_in_input_dtypes(*_no_detections(), None, boxes, scores, labels), no_keypoints
     dense, num_classes, classes = _dense_labels(labels)
     out_boxes, out_scores, out_labels, out_keypoints = _pose_ensemble_kernel(
         f64(boxes), f64(scores), dense, keypoints, num_classes, *options
     )
-    if classes is not None:
-        out_labels = classes[out_labels]
-    return (
-        out_boxes.astype(box_dtype, copy=False),
-        out_scores.astype(score_dtype, copy=False),
-        out_labels.astype(labels.dtype, copy=False),
-        out_keypoints,
-    )
+    return *_in_input_dtypes(out_boxes, out_scores, out_labels, classes, boxes, scores, labels), out_keypoints

@@ -25,8 +25,10 @@ digest and turns every later one into a pointer record `{"file_name", "duplicate
 (no decode when the first is already known, no inference either way), so "first" never
 depends on thread timing. A resumed run hashes the images of the finished shards again
 (read, never decoded) so that their duplicates later on are still pointers. The digests
-held grow with the distinct images (some 100 bytes each with the first one's name). Decoding, resizing and the kernels all release the GIL, and the
-backends run outside it, so the stages really overlap.
+held grow with the distinct images (some 100 bytes each with the first one's name).
+
+Decoding, resizing and the kernels all release the GIL, and the backends run outside it,
+so the stages really overlap.
 """
 
 from __future__ import annotations
@@ -263,7 +265,8 @@ class Pipeline:
                 for item in good:
                     item.detections = Future()
                     merge_pool.submit(self._first_merge, item)
-                self._open = [f for f in self._open if not f.done()] + [item.detections for item in good]
+                if self.escalation is not None:  # only a staged plan waits for them at the end
+                    self._open = [f for f in self._open if not f.done()] + [item.detections for item in good]
                 self._put_serving(self._detected, (chunk, good), merge_pool)
                 chunk = []
             if value is _END:
