@@ -1,17 +1,22 @@
 """A staged plan chosen on the validation set: a cheap first stage for every image, the
 passes of a target plan only for the images a rule escalates (engine.label.escalation).
 
-From the cache, never re-inferred: the target (the fixed plan chosen for `--budget`) and
-a first stage (the best subset tried that lies inside the target and costs at most
-`first_budget`) are each merged once, with keypoints, into the records labeling would
-write; a staged plan's records are, image by image, the target's where the rule escalates
-and the first stage's elsewhere: exactly what `distill label` with the staged plan writes
-(the rule sees the same first-stage arrays there). Every rule is tried over a small grid
+From the cache, never re-inferred. Targets are fixed plans greedy selection tried (its
+path's plans dearer than the staged budget, and the `--budget` plan): a target's first
+stage is the best subset tried that lies inside it and costs at most `first_budget`.
+Each subset is merged once, with keypoints, into the records labeling would write; a
+staged plan's records are, image by image, the target's where the rule escalates and the
+first stage's elsewhere: exactly what `distill label` with the staged plan writes (the
+rule sees the same first-stage arrays there). Every rule is tried over a small grid
 of parameters read off the first stage's own output (quantiles of its scores and box
 sizes, its calibrated threshold: the score above which it keeps as many detections per
 image as the labels hold); the cost of a staged plan is the first stage's padded pixels
 for every image plus the second stage's for the escalated ones, relative to the full
-plan. The plan written is the best (objective AP, then cheaper) within `stage_budget`.
+plan. Only staged plans within the budget are scored (the escalation decides the cost
+before any COCOeval runs). The plan written is the best (objective AP, then cheaper)
+within the budget. Why several targets: a staged plan buys a dear target's passes for the
+images that need them, so the target worth staging at a budget is dearer than the fixed
+plan that fits it.
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 @dataclass
 class StagedPoint:
-    """One staged plan tried: its rule and parameters, relative cost, the fraction of
-    images escalated, and its scores."""
+    """One staged plan tried: its rule and parameters, its first stage and target (fixed
+    plans tried: every image gets `first`, escalated ones the rest of `target`), relative
+    cost, the fraction of images escalated, and its scores."""
 
     escalation: Escalation
+    first: Point
+    target: Point
     cost: float
     escalated: float
     box_AP: float
@@ -99,16 +107,21 @@ def rule_grid(detections: list[Detections], threshold: float) -> list[tuple[str,
 
 class StagedSearch:
     """Staged plans of `first` + the rest of `target` (subsets of the cache's passes) over
-    `scorer`'s validation images; `per_image`: the labels' mean instances per image."""
+    `scorer`'s validation images; `per_image`: the labels' mean instances per image.
+    `memo`, shared by the searches of one run: merged records by subset and escalation
+    masks by rule (they depend on the first stage only), so that trying many targets
+    merges each subset once."""
 
-    def __init__(self, scorer: SubsetScorer, first: Subset, target: Subset, per_image: float) -> None:
+    def __init__(self, scorer: SubsetScorer, first: Subset, target: Subset, per_image: float,
+                 memo: dict | None = None) -> None:
         self.scorer = scorer
+        self.memo = {} if memo is None else memo
         self.first, self.target = tuple(sorted(first)), tuple(sorted(target))
-        with_keypoints = scorer.has_keypoints
-        self.first_detections = scorer.detections(self.first)
-        self.first_records = scorer.records(self.first_detections, with_keypoints)
-        self.target_records = scorer.records(scorer.detections(self.target), with_keypoints)
-        pixels = image_pixels(scorer)
+        self.first_detections, self.first_records = self._merged(self.first)
+        self.target_records = self._merged(self.target)[1]
+        pixels = self.memo.get("pixels")
+        if pixels is None:
+            pixels = self.memo["pixels"] = image_pixels(scorer)
         total = float(pixels.sum())
         self.first_cost = pixels[:, list(self.first)].sum() / total
         second = [p for p in self.target if p not in self.first]
@@ -117,23 +130,48 @@ class StagedSearch:
         passes = scorer.cache.plan.passes
         self.first_passes = tuple(passes[p] for p in self.first)
 
+    def _merged(self, subset: Subset) -> tuple[list[Detections], list[dict]]:
+        """(merged detections, records with keypoints) of `subset`, once per memo."""
+        key = ("merged", subset)
+        if key not in self.memo:
+            detections = self.scorer.detections(subset)
+            self.memo[key] = detections, self.scorer.records(detections, self.scorer.has_keypoints)
+        return self.memo[key]
+
     def escalated(self, escalation: Escalation) -> np.ndarray:
         """`(I,)` bool: the images `escalation` escalates."""
-        candidates = self.scorer.cache.candidates
-        return np.array([escalation.escalates(d, [candidates[i][p] for p in self.first])
-                         for i, d in enumerate(self.first_detections)], bool)
+        key = ("escalated", escalation)
+        if key not in self.memo:
+            candidates = self.scorer.cache.candidates
+            self.memo[key] = np.array([escalation.escalates(d, [candidates[i][p] for p in self.first])
+                                       for i, d in enumerate(self.first_detections)], bool)
+        return self.memo[key]
 
-    def score(self, escalation: Escalation) -> StagedPoint:
+    def cost(self, chosen: np.ndarray) -> float:
+        """Mean detector cost, relative to the full plan's, when the images `chosen` escalate."""
+        return float(self.first_cost + self.second_cost[chosen].sum())
+
+    def score(self, escalation: Escalation, first: Point | None = None, target: Point | None = None) -> StagedPoint:
+        """The staged plan of `escalation` scored; `first` and `target`: the points tried
+        for the two subsets (None: made here, unscored)."""
         chosen = self.escalated(escalation)
         records = [t if e else f for e, t, f in zip(chosen, self.target_records, self.first_records)]
         score = self._score(records)
-        cost = float(self.first_cost + self.second_cost[chosen].sum())
-        return StagedPoint(escalation, cost, float(chosen.mean()) if len(chosen) else 0.0, score.box_AP,
-                           score.keypoint_AP)
+        first = first or Point(self.first, float(self.first_cost), float("nan"), None, len(self.first))
+        target = target or Point(self.target, self.cost(np.ones(len(chosen), bool)), float("nan"), None,
+                                 len(self.target))
+        return StagedPoint(escalation, first, target, self.cost(chosen), float(chosen.mean()) if len(chosen) else 0.0,
+                           score.box_AP, score.keypoint_AP)
 
-    def search(self) -> list[StagedPoint]:
-        return [self.score(Escalation(self.first_passes, rule, params))
-                for rule, params in rule_grid(self.first_detections, self.threshold)]
+    def search(self, first: Point, target: Point, budget: float = 1.0) -> list[StagedPoint]:
+        """Every rule of the grid whose staged plan costs at most `budget` (the others are
+        not scored: COCOeval is the search's cost), scored."""
+        tried = []
+        for rule, params in rule_grid(self.first_detections, self.threshold):
+            escalation = Escalation(self.first_passes, rule, params)
+            if self.cost(self.escalated(escalation)) <= budget + 1e-12:
+                tried.append(self.score(escalation, first, target))
+        return tried
 
     def _score(self, records: list[dict]) -> Score:
         scorer = self.scorer
@@ -153,53 +191,80 @@ def choose_staged(points: list[StagedPoint], budget: float, objective: str) -> S
 
 @dataclass
 class StagedChoice:
-    """What the staged search found: the first stage (a point tried), every staged plan
-    tried, the one chosen within the budget (None: none fits)."""
+    """What the staged search found: every staged plan tried (over every target) and the
+    one chosen within the budget (None: none fits)."""
 
-    first: Point
     tried: list[StagedPoint]
     chosen: StagedPoint | None
+    targets: int  # fixed plans tried as targets
+
+    @property
+    def first(self) -> Point | None:
+        """The chosen plan's first stage (else the first one tried; None: none was)."""
+        point = self.chosen or (self.tried[0] if self.tried else None)
+        return point.first if point else None
 
     def summary(self) -> dict:
         """For plan.json's "chosen" (informational)."""
         if self.chosen is None:
             return {}
         c = self.chosen
+        part = lambda p: {"cost": round(p.cost, 5), "box_AP": p.box_AP, "keypoint_AP": p.keypoint_AP}  # noqa: E731
         return {"cost": round(c.cost, 5), "escalated": round(c.escalated, 4), "box_AP": c.box_AP,
-                "keypoint_AP": c.keypoint_AP, "first_stage": {"cost": round(self.first.cost, 5),
-                                                              "box_AP": self.first.box_AP,
-                                                              "keypoint_AP": self.first.keypoint_AP}}
+                "keypoint_AP": c.keypoint_AP, "first_stage": part(c.first), "target": part(c.target)}
 
-    def lines(self, budget: float, target: Point) -> list[str]:
-        """The best staged plan of each rule, and the one chosen."""
+    def lines(self, budget: float, objective: str) -> list[str]:
+        """The best staged plan of each rule within `budget` (by `objective`), and the one chosen."""
         from engine.plan.report import pass_name
 
-        first = " ".join(pass_name(p) for p in (self.chosen or self.tried[0]).escalation.first)
-        lines = [f"staged: first stage {first} (cost {self.first.cost:.3f}, box AP {self.first.box_AP:.3f}), "
-                 f"escalated images get the chosen plan (cost {target.cost:.3f}, box AP {target.box_AP:.3f})",
-                 f"{'rule':>10} {'params':<28} {'cost':>6} {'escal.':>6} {'box AP':>7} {'kp AP':>7}"]
+        passes = lambda point: " ".join(pass_name(p) for p in point.escalation.first)  # noqa: E731
+        lines = [f"staged: {len(self.tried)} staged plans within {budget:g} tried over {self.targets} targets "
+                 f"(first stages of cost <= --first-budget inside each; escalated images get the target's "
+                 f"other passes)",
+                 f"{'rule':>10} {'params':<26} {'first':<14} {'target':>13} {'cost':>6} {'escal.':>6} "
+                 f"{'box AP':>7} {'kp AP':>7}"]
         for rule in sorted({p.escalation.rule for p in self.tried}):
-            mine = [p for p in self.tried if p.escalation.rule == rule and p.cost <= budget + 1e-12]
-            for point in sorted(mine, key=lambda p: (-p.box_AP, p.cost))[:1] or []:
-                params = " ".join(f"{k}={v:g}" for k, v in point.escalation.params)
-                kp = "-" if point.keypoint_AP is None else f"{point.keypoint_AP:.3f}"
-                mark = " <" if point is self.chosen else ""
-                lines.append(f"{rule:>10} {params:<28} {point.cost:>6.3f} {point.escalated:>6.2f} "
-                             f"{point.box_AP:>7.3f} {kp:>7}{mark}")
+            mine = [p for p in self.tried if p.escalation.rule == rule]
+            point = self.chosen if self.chosen in mine else max(mine, key=lambda p: (p.value(objective), -p.cost))
+            params = " ".join(f"{k}={v:g}" for k, v in point.escalation.params)
+            kp = "-" if point.keypoint_AP is None else f"{point.keypoint_AP:.3f}"
+            target = f"{len(point.target.subset)}p {point.target.cost:.3f}"
+            mark = " <" if point is self.chosen else ""
+            lines.append(f"{rule:>10} {params:<26} {passes(point):<14} {target:>13} {point.cost:>6.3f} "
+                         f"{point.escalated:>6.2f} {point.box_AP:>7.3f} {kp:>7}{mark}")
         if self.chosen is None:
             lines.append(f"no staged plan costs at most {budget:g}: plan.json stays the fixed plan")
         return lines
 
 
-def find_stages(scorer: SubsetScorer, points: list[Point], target: Point, first_budget: float,
+def targets_of(points: list[Point], chosen: Point, budget: float) -> list[Point]:
+    """The fixed plans to stage: the greedy path's points dearer than `budget` (a target
+    that fits it would be labeled whole) and `chosen` (the --budget plan) if it is too;
+    just `chosen` when none is."""
+    dearer = [p for p in points if p.on_path and p.cost > budget + 1e-12]
+    if chosen.cost > budget + 1e-12 and chosen not in dearer:
+        dearer.append(chosen)
+    return dearer or [chosen]
+
+
+def find_stages(scorer: SubsetScorer, points: list[Point], chosen: Point, first_budget: float,
                 budget: float, objective: str, per_image: float) -> StagedChoice | None:
-    """The staged plans of `target` (the chosen fixed plan) with the best first stage
-    within `first_budget`; None when no first stage fits (or the target has one pass)."""
-    first = first_stage(points, target.subset, first_budget, objective)
-    if first is None:
+    """Staged plans of every target (`targets_of`), each with the best first stage inside
+    it within `first_budget`, and the best one within `budget`; None when no target has
+    a first stage that fits."""
+    memo: dict = {}
+    tried: list[StagedPoint] = []
+    targets = 0
+    for target in targets_of(points, chosen, budget):
+        first = first_stage(points, target.subset, first_budget, objective)
+        if first is None:
+            continue
+        for point in (first, target):
+            if point.keypoint_AP is None and scorer.has_keypoints:
+                point.keypoint_AP = scorer.score(point.subset, with_keypoints=True).keypoint_AP
+        search = StagedSearch(scorer, first.subset, target.subset, per_image, memo)
+        tried += search.search(first, target, budget)
+        targets += 1
+    if not targets:
         return None
-    if first.keypoint_AP is None and scorer.has_keypoints:
-        first.keypoint_AP = scorer.score(first.subset, with_keypoints=True).keypoint_AP
-    search = StagedSearch(scorer, first.subset, target.subset, per_image)
-    tried = search.search()
-    return StagedChoice(first, tried, choose_staged(tried, budget, objective))
+    return StagedChoice(tried, choose_staged(tried, budget, objective), targets)

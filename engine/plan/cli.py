@@ -54,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(IoU >= 0.5); the others may be unlabeled objects and are ignored, not counted false")
     p.add_argument("--stages", type=float, metavar="BUDGET",
                    help="also find a staged plan of at most this mean detector cost (fraction of the full "
-                        "plan's): a cheap first stage for every image, the --budget plan's other passes for "
-                        "the images a rule escalates (rule and parameters chosen here); plan.json gets it")
+                        "plan's): a cheap first stage for every image, a dearer target plan's other passes "
+                        "for the images a rule escalates (target, rule and parameters chosen here); "
+                        "plan.json gets it when one fits")
     p.add_argument("--first-budget", type=float, default=0.12,
                    help="with --stages: the first stage's cost at most (default 0.12)")
     p.add_argument("--max-images", type=positive_int,
@@ -165,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
 
     passes = list(plan.passes)
     full = next(p for p in points if len(p.subset) == len(passes))
-    chosen_plan = TransformPlan(tuple(passes[p] for p in chosen.subset), plan.max_size)
+    staged = stages.chosen if stages is not None else None
+    # A staged plan lists every pass it may run: its target's.
+    chosen_plan = TransformPlan(tuple(passes[p] for p in (staged.target if staged else chosen).subset), plan.max_size)
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {"detector": str(args.detector), "keypoints": str(args.keypoints) if args.keypoints else None,
                 "json": str(args.json), "images": len(cache.names), "skipped": len(cache.failures),
@@ -178,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
         "full_plan": {"passes": len(passes), "box_AP": full.box_AP, "keypoint_AP": full.keypoint_AP},
         "identity": {"box_AP": identity.box_AP, "keypoint_AP": identity.keypoint_AP},
         "validation": str(args.json), "images": len(cache.names),
-        **({"stages": {"budget": args.stages, **stages.summary()}} if stages is not None and stages.chosen else {})},
-        stages.chosen.escalation if stages is not None and stages.chosen else None)
+        **({"stages": {"budget": args.stages, **stages.summary()}} if staged else {})},
+        staged.escalation if staged else None)
     plotted = plot_front(args.out / "front.png", points, identity, scorer.identity_cost, chosen,
                          args.objective, args.budget)
 
@@ -191,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
     print(summary_line(chosen, full, identity, [pass_name(passes[p]) for p in chosen.subset], args.budget,
                        args.objective))
     if args.stages is not None:
-        for line in (stages.lines(args.stages, chosen) if stages is not None else
-                     [f"staged: no pass of the chosen plan costs at most --first-budget {args.first_budget:g}"]):
+        for line in (stages.lines(args.stages, args.objective) if stages is not None else
+                     [f"staged: no subset inside a target costs at most --first-budget {args.first_budget:g}"]):
             print(line)
     print(f"wrote {args.out / 'plan.json'} (distill label --plan), {args.out / 'tradeoff.json'}"
           + (f", {args.out / 'front.png'}" if plotted else " (no front.png: matplotlib is not installed, extra 'plots')"))

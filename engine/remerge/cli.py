@@ -1,6 +1,6 @@
 """`distill remerge`: ensemble a labeling run's kept candidates again, without the detector.
 
-    distill remerge --predictions OUT --out OUT2 [--plan PLAN] [--nms-threshold ..] [--keypoints KP.onnx]
+    distill remerge --predictions OUT --out OUT2 [--plan PLAN] [--nms-threshold ..] [--keypoints KP.onnx] [--resume]
 
 OUT must have been labeled with `--keep-candidates`. Merge flags not given keep the
 run's values; `--plan` picks a subset of the run's passes (a plan file, as
@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "(default: every pass of the run); a staged plan's rule is decided "
                                              "again on the kept first-stage candidates")
     p.add_argument("--keypoints", type=Path, help="the run's top-down keypoint model (needed when person boxes change)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted remerge into --out (same settings): finished shards are kept")
     MERGE.add(p)
     group = p.add_argument_group("runtime (never changes a record)")
     group.add_argument("--backend", default="auto", help="keypoint model runtime (default auto)")
@@ -69,11 +71,11 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UserError(f"--plan {error}") from None
     request = RemergeRequest(args.predictions, args.out, plan, merge_of(args, manifest.settings.labeling.merge),
-                             args.keypoints, escalation, args.backend, args.batch_size, args.workers)
+                             args.keypoints, escalation, args.backend, args.batch_size, args.workers, args.resume)
     try:
         summary = remerge(request)
     except RunExists as error:
-        raise UserError(f"{error}: choose another --out") from None
+        raise UserError(f"{error}: choose another --out, or --resume an interrupted remerge") from None
     for line in summary.lines():
         print(line)
     return 0

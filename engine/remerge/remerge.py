@@ -50,7 +50,9 @@ class RemergeRequest:
     need must have run for it) and `merge` (None: the run's own settings; its score
     floor may only rise: candidates below the run's floor were never kept). keypoints: the
     run's top-down keypoint model file, needed only when a person box changes; backend,
-    batch_size, workers: as for labeling (none changes a record)."""
+    batch_size, workers: as for labeling (none changes a record). resume: `out` holds an
+    interrupted remerge with the same settings: its finished shards are kept, the others
+    written."""
 
     source: Path
     out: Path
@@ -61,6 +63,7 @@ class RemergeRequest:
     backend: str = "auto"
     batch_size: int = 8
     workers: int = 1
+    resume: bool = False
 
 
 @dataclass
@@ -131,7 +134,9 @@ def remerge(request: RemergeRequest) -> RemergeSummary:
                    else None)
     person = _person_label(manifest, card)
     folder = RunFolder(request.out, RunManifest(replace(settings, labeling=labeling, keep_candidates=False),
-                                                manifest.shard_size, categories=manifest.categories), resume=False)
+                                                manifest.shard_size, categories=manifest.categories),
+                       resume=request.resume)
+    finished = {entry.index for entry in folder.manifest.shards}
     failures = _failures_by_shard(request.source)
     images = _Images(manifest, settings.max_pixels)
     summary = RunSummary()
@@ -152,6 +157,8 @@ def remerge(request: RemergeRequest) -> RemergeSummary:
             return opened[0]
 
         for entry in manifest.shards:
+            if entry.index in finished:  # written by the remerge being resumed
+                continue
             lines = (request.source / "shards" / entry.file).read_text(encoding="utf-8").splitlines()
             records = [json.loads(line) for line in lines]
             kept = ShardCandidates(candidates_path(request.source, entry.file))

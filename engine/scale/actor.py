@@ -64,7 +64,7 @@ class ShardLabeler:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {key: [] for key in ("shard", "first", "records", "failures", "images",
-                                                     "detections", "stage_seconds")}
+                                                     "detections", "escalated", "stage_seconds")}
         for shard, names, problems in zip(batch["shard"], batch["names"], batch["problems"]):
             sources = sources_of_row(names, problems, self.root)
             collector = ShardCollector()
@@ -77,6 +77,7 @@ class ShardLabeler:
             out["failures"].append(json.dumps(collector.failures, ensure_ascii=False))
             out["images"].append(summary.images)
             out["detections"].append(summary.detections)
+            out["escalated"].append(summary.escalated or 0)  # 0 for a plan without stages
             out["stage_seconds"].append(json.dumps(summary.stage_seconds))
         return {key: np.array(values, dtype=object if key in ("first", "records", "failures", "stage_seconds")
                               else np.int64) for key, values in out.items()}

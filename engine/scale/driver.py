@@ -56,7 +56,8 @@ def label_on_ray(request: LabelRequest, pool: RayPool) -> RunSummary:
         folder = open_run_folder(request, checked, teachers, runtime)
     with contextlib.closing(folder):
         split = split_into_shards(checked.sources, folder.shard_size, folder.finished())
-        summary = RunSummary(stage_seconds=dict.fromkeys(STAGES, 0.0))
+        summary = RunSummary(stage_seconds=dict.fromkeys(STAGES, 0.0),
+                             escalated=None if request.labeling.escalation is None else 0)
         rows = iter(split)
         first = next(rows, None)  # walks past the finished shards: a finished run starts no job
         if first is not None:
@@ -105,6 +106,8 @@ def _run_job(request, checked, folder, split: Split, rows: Iterable[dict], pool:
             summary.images += int(row["images"])
             summary.failed += len(failures)
             summary.detections += int(row["detections"])
+            if summary.escalated is not None:
+                summary.escalated += int(row["escalated"])
             for stage, seconds in json.loads(row["stage_seconds"]).items():
                 summary.stage_seconds[stage] += seconds
             if bar.total is None and split.walked:

@@ -15,6 +15,7 @@ from engine.label.merge import Detections, MergeSettings
 from engine.label.views import TransformPlan
 from engine.plan.adaptive import StagedPoint, calibrated_threshold, choose_staged, rule_grid
 from engine.plan.scoring import SubsetScorer
+from engine.plan.search import Point
 from tests.engine.plan.conftest import cached_scorer
 
 
@@ -38,7 +39,8 @@ def test_calibrated_threshold_keeps_the_labels_count_and_the_grid_covers_every_r
     assert {rule for rule, _ in grid} == {"empty", "small", "uncertain", "disagree"}
     for rule, params in grid:
         Escalation(((96, False),), rule, params)  # every entry is a valid rule
-    points = [StagedPoint(Escalation(((96, False),), "empty", (("score", s),)), c, 0.5, ap, None)
+    first, target = Point((0,), 0.1, 0.2, None, 1), Point((0, 1), 1.0, 0.4, None, 2)
+    points = [StagedPoint(Escalation(((96, False),), "empty", (("score", s),)), first, target, c, 0.5, ap, None)
               for s, c, ap in ((0.1, 0.2, 0.30), (0.2, 0.25, 0.30), (0.3, 0.5, 0.40))]
     assert choose_staged(points, 0.3, "box") is points[0] and choose_staged(points, 0.6, "box") is points[2]
     assert choose_staged(points, 0.1, "box") is None
@@ -57,17 +59,25 @@ def test_find_stages_on_constructed_passes_picks_a_first_stage_inside_the_target
     mark_front(points, "box")
     target = max((p for p in points if len(p.subset) >= 3), key=lambda p: p.box_AP)
     found = find_stages(scorer, points, target, first_budget=0.2, budget=target.cost, objective="box", per_image=3.0)
-    assert found.first.cost <= 0.2 and set(found.first.subset) < set(target.subset)
+    assert found.first is found.chosen.first and found.first.cost <= 0.2
     assert {p.escalation.rule for p in found.tried} == {"empty", "small", "uncertain", "disagree"}
-    for point in found.tried:  # costs lie between the first stage's and the target's
-        assert found.first.cost - 1e-9 <= point.cost <= target.cost + 1e-9
+    # Targets: the greedy path's plans dearer than the budget (the --budget plan fits it: not staged).
+    dearer = {p.subset for p in points if p.on_path and p.cost > target.cost + 1e-12}
+    assert {p.target.subset for p in found.tried} == dearer and found.targets == len(dearer) > 1
+    for point in found.tried:  # costs lie between the first stage's and the budget; the ends are the fixed plans
+        assert point.first.cost <= 0.2 and set(point.first.subset) < set(point.target.subset)
+        assert point.first.cost - 1e-9 <= point.cost <= target.cost + 1e-9
         if point.escalated == 1.0:
-            assert point.cost == pytest.approx(target.cost) and point.box_AP == pytest.approx(target.box_AP)
+            assert point.cost == pytest.approx(point.target.cost) and point.box_AP == pytest.approx(point.target.box_AP)
         if point.escalated == 0.0:
-            assert point.cost == pytest.approx(found.first.cost) and point.box_AP == pytest.approx(found.first.box_AP)
+            assert point.cost == pytest.approx(point.first.cost) and point.box_AP == pytest.approx(point.first.box_AP)
     assert found.chosen is max(found.tried, key=lambda p: (p.box_AP, -p.cost))
-    lines = found.lines(target.cost, target)
-    assert lines[0].startswith("staged: first stage") and any(line.endswith(" <") for line in lines)
+    # A dearer target is tried, and the plans that would cost more than the budget are not scored.
+    tighter = find_stages(scorer, points, target, first_budget=0.2, budget=0.3, objective="box", per_image=3.0)
+    assert tighter.targets > found.targets and all(p.cost <= 0.3 + 1e-9 for p in tighter.tried)
+    assert len(tighter.tried) < tighter.targets * len(rule_grid(scorer.detections((0,)), 0.5))
+    lines = found.lines(target.cost, "box")
+    assert lines[0].startswith("staged: ") and any(line.endswith(" <") for line in lines)
     assert find_stages(scorer, points, target, first_budget=0.001, budget=1, objective="box", per_image=3.0) is None
 
 

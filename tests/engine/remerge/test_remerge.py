@@ -78,6 +78,41 @@ def test_remerge_equals_a_fresh_label_with_a_subset_and_other_merge_settings(exp
     assert RunManifest.load(tmp_path / "re").settings.labeling == RunManifest.load(expected).settings.labeling
 
 
+def test_an_interrupted_remerge_resumes_without_rewriting_finished_shards(exported, kept, tmp_path, monkeypatch):
+    from engine.label.shards import RunExists, RunFolder
+
+    plan = TransformPlan(((128, False), (128, True)), 256)
+    keypoints = exported["keypoints"][0]
+    remerge(RemergeRequest(kept, tmp_path / "whole", plan, keypoints=keypoints))
+    write_shard = RunFolder.write_shard
+    written: list[int] = []
+
+    def stopped_after_one_shard(self, index, *args):
+        if written:
+            raise KeyboardInterrupt
+        written.append(index)
+        return write_shard(self, index, *args)
+
+    monkeypatch.setattr(RunFolder, "write_shard", stopped_after_one_shard)
+    out = tmp_path / "re"
+    with pytest.raises(KeyboardInterrupt):
+        remerge(RemergeRequest(kept, out, plan, keypoints=keypoints))
+    assert not RunManifest.load(out).complete
+    with pytest.raises(RunExists):
+        remerge(RemergeRequest(kept, out, plan, keypoints=keypoints))
+    with pytest.raises(UserError, match="settings differ"):
+        remerge(RemergeRequest(kept, out, TransformPlan(((128, False),), 256), keypoints=keypoints, resume=True))
+    resumed: list[int] = []
+    monkeypatch.setattr(RunFolder, "write_shard",
+                        lambda self, index, *args: (resumed.append(index), write_shard(self, index, *args))[1])
+    remerge(RemergeRequest(kept, out, plan, keypoints=keypoints, resume=True))
+    everything = [e.index for e in RunManifest.load(kept).shards]
+    assert len(everything) > 1 and sorted(written + resumed) == everything  # none twice
+    assert RunManifest.load(out).complete
+    assert shard_bytes(out) == shard_bytes(tmp_path / "whole")
+    assert (out / "failures.jsonl").read_text() == (tmp_path / "whole" / "failures.jsonl").read_text()
+
+
 def test_remerge_refuses_what_the_candidates_cannot_give(exported, kept, plain, tmp_path):
     with pytest.raises(UserError, match="kept no candidates"):
         remerge(RemergeRequest(plain, tmp_path / "a"))

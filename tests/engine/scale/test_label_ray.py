@@ -176,6 +176,36 @@ def test_cli_label_with_ray(ray_cluster, exported, mixed_dump, local_run, tmp_pa
     assert_same_records(read_run(out)[0], read_run(local_run)[0])
 
 
+def test_a_staged_plan_on_ray_writes_the_local_runs_records_and_counts_the_escalated(ray_cluster, exported,
+                                                                                      mixed_dump, tmp_path):
+    import dataclasses
+
+    from engine.label.escalation import Escalation
+    from engine.label.labeler import LabelSettings
+    from engine.label.merge import MergeSettings
+    from engine.label.views import TransformPlan, parse_scales
+    from tests.engine.conftest import FLOOR, SCALES
+    from tests.engine.label.test_staged_plans import middle_best_score
+
+    # Images whose first stage keeps no detection above the middle best score get every pass: about half.
+    first = LabelSettings(TransformPlan(((128, False),), 256), MergeSettings(score_floor=FLOOR))
+    label(dataclasses.replace(request(exported, mixed_dump[0], tmp_path / "first", shard_size=SHARD_SIZE),
+                              labeling=first))
+    escalation = Escalation(first.plan.passes, "empty", (("score", middle_best_score(read_run(tmp_path / "first")[0])),))
+    labeling = dataclasses.replace(first, plan=TransformPlan.grid(parse_scales(SCALES), max_size=256),
+                                   escalation=escalation)
+    local = dataclasses.replace(request(exported, mixed_dump[0], tmp_path / "local", shard_size=SHARD_SIZE),
+                                labeling=labeling)
+    local_summary = label(local)
+    summary = _label_on_ray(exported, mixed_dump[0], tmp_path / "ray", labeling=labeling)
+    records = read_run(tmp_path / "ray")[0]
+    assert_same_records(records, read_run(tmp_path / "local")[0])
+    escalated = sum(r["escalated"] for r in records)
+    assert 0 < escalated < len(records)
+    assert summary.escalated == local_summary.escalated == escalated
+    assert RunManifest.load(tmp_path / "ray").summary.escalated == escalated
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--actors", "2"], "--actors only apply with --ray"),
     (["--actor-gpus", "1"], "--actor-gpus only apply with --ray"),
