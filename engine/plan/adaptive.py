@@ -9,12 +9,12 @@ staged plan's records are, image by image, the target's where the rule escalates
 first stage's elsewhere: exactly what `distill label` with the staged plan writes (the
 rule sees the same first-stage arrays there). Every rule is tried over a small grid
 of parameters read off the first stage's own output (quantiles of its scores and box
-sizes, its calibrated threshold: the score above which it keeps as many detections per
+sizes, of confident and of faint detections; its calibrated threshold: the score above which it keeps as many detections per
 image as the labels hold); the cost of a staged plan is the first stage's padded pixels
 for every image plus the second stage's for the escalated ones, relative to the full
 plan. Only staged plans within the budget are scored (the escalation decides the cost
 before any COCOeval runs). The plan written is the best (objective AP, then cheaper)
-within the budget. Why several targets: a staged plan buys a dear target's passes for the
+within the budget, if it scores above the best fixed plan within the same budget. Why several targets: a staged plan buys a dear target's passes for the
 images that need them, so the target worth staging at a budget is dearer than the fixed
 plan that fits it.
 """
@@ -88,14 +88,17 @@ def rule_grid(detections: list[Detections], threshold: float) -> list[tuple[str,
     """(rule, params) to try, from the first stage's merged `detections` and its calibrated
     `threshold`."""
     best = np.array([d.scores.max() if len(d.scores) else 0.0 for d in detections], np.float64)
-    confident = [d.boxes[d.scores >= threshold].astype(np.float64) for d in detections]
-    boxes = np.concatenate(confident + [np.zeros((0, 4))])
-    sides = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
     grid = []
     for q in QUANTILES:
         grid.append(("empty", (("score", round(float(np.quantile(best, q)), 5)),)))
-        if len(sides):
-            grid.append(("small", (("score", round(threshold, 5)), ("size", round(float(np.quantile(sides, q)), 2)))))
+    # Small objects among the confident detections, and among faint ones too: a small
+    # object the first stage barely sees is the one a larger pass finds.
+    for score in (threshold, threshold / 4):
+        kept = [d.boxes[d.scores >= score].astype(np.float64) for d in detections]
+        boxes = np.concatenate(kept + [np.zeros((0, 4))])
+        sides = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
+        for q in QUANTILES if len(sides) else ():
+            grid.append(("small", (("score", round(score, 5)), ("size", round(float(np.quantile(sides, q)), 2)))))
     for width in (0.1, 0.25, 0.5, 0.75, 1.0):
         w = threshold * width
         grid.append(("uncertain", (("low", round(max(threshold - w, 0.0), 5)), ("high", round(threshold + w, 5)))))
@@ -183,10 +186,16 @@ class StagedSearch:
         return Score(metrics["box_AP"], metrics["keypoint_AP"] if scorer.has_keypoints else None)
 
 
-def choose_staged(points: list[StagedPoint], budget: float, objective: str) -> StagedPoint | None:
-    """The best staged plan (then the cheapest) costing at most `budget`; None if none does."""
+def choose_staged(points: list[StagedPoint], budget: float, objective: str,
+                  fixed: Point | None = None) -> StagedPoint | None:
+    """The best staged plan (then the cheapest) costing at most `budget`, if it scores
+    above `fixed` (the best fixed plan within the budget: a staged plan that does not
+    beat it only adds a rule); None if none does."""
     fitting = [p for p in points if p.cost <= budget + 1e-12]
-    return max(fitting, key=lambda p: (p.value(objective), -p.cost)) if fitting else None
+    best = max(fitting, key=lambda p: (p.value(objective), -p.cost)) if fitting else None
+    if best is None or (fixed is not None and best.value(objective) <= fixed.value(objective)):
+        return None
+    return best
 
 
 @dataclass
@@ -197,6 +206,7 @@ class StagedChoice:
     tried: list[StagedPoint]
     chosen: StagedPoint | None
     targets: int  # fixed plans tried as targets
+    fixed: Point | None = None  # the best fixed plan within the budget, which a staged plan must beat
 
     @property
     def first(self) -> Point | None:
@@ -232,8 +242,15 @@ class StagedChoice:
             mark = " <" if point is self.chosen else ""
             lines.append(f"{rule:>10} {params:<26} {passes(point):<14} {target:>13} {point.cost:>6.3f} "
                          f"{point.escalated:>6.2f} {point.box_AP:>7.3f} {kp:>7}{mark}")
+        fixed = self.fixed
+        if fixed is not None:
+            kp = "-" if fixed.keypoint_AP is None else f"{fixed.keypoint_AP:.3f}"
+            lines.append(f"{'fixed':>10} {'(best fixed plan within ' + format(budget, 'g') + ')':<41} {'':>13} "
+                         f"{fixed.cost:>6.3f} {'-':>6} {fixed.box_AP:>7.3f} {kp:>7}")
         if self.chosen is None:
-            lines.append(f"no staged plan costs at most {budget:g}: plan.json stays the fixed plan")
+            lines.append(f"no staged plan within {budget:g} beats the best fixed plan within it: plan.json stays "
+                         "the fixed plan" if self.tried else
+                         f"no staged plan costs at most {budget:g}: plan.json stays the fixed plan")
         return lines
 
 
@@ -267,4 +284,8 @@ def find_stages(scorer: SubsetScorer, points: list[Point], chosen: Point, first_
         targets += 1
     if not targets:
         return None
-    return StagedChoice(tried, choose_staged(tried, budget, objective), targets)
+    fitting = [p for p in points if p.cost <= budget + 1e-12]
+    fixed = max(fitting, key=lambda p: (p.value(objective), -p.cost)) if fitting else None
+    if fixed is not None and fixed.keypoint_AP is None and scorer.has_keypoints:
+        fixed.keypoint_AP = scorer.score(fixed.subset, with_keypoints=True).keypoint_AP
+    return StagedChoice(tried, choose_staged(tried, budget, objective, fixed), targets, fixed)

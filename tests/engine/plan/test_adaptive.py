@@ -44,6 +44,9 @@ def test_calibrated_threshold_keeps_the_labels_count_and_the_grid_covers_every_r
               for s, c, ap in ((0.1, 0.2, 0.30), (0.2, 0.25, 0.30), (0.3, 0.5, 0.40))]
     assert choose_staged(points, 0.3, "box") is points[0] and choose_staged(points, 0.6, "box") is points[2]
     assert choose_staged(points, 0.1, "box") is None
+    # A staged plan must beat the best fixed plan within the same budget.
+    assert choose_staged(points, 0.3, "box", fixed=Point((0,), 0.3, 0.30, None, 1)) is None
+    assert choose_staged(points, 0.3, "box", fixed=Point((0,), 0.3, 0.29, None, 1)) is points[0]
 
 
 def test_find_stages_on_constructed_passes_picks_a_first_stage_inside_the_target():
@@ -59,7 +62,7 @@ def test_find_stages_on_constructed_passes_picks_a_first_stage_inside_the_target
     mark_front(points, "box")
     target = max((p for p in points if len(p.subset) >= 3), key=lambda p: p.box_AP)
     found = find_stages(scorer, points, target, first_budget=0.2, budget=target.cost, objective="box", per_image=3.0)
-    assert found.first is found.chosen.first and found.first.cost <= 0.2
+    assert found.first is (found.chosen or found.tried[0]).first and found.first.cost <= 0.2
     assert {p.escalation.rule for p in found.tried} == {"empty", "small", "uncertain", "disagree"}
     # Targets: the greedy path's plans dearer than the budget (the --budget plan fits it: not staged).
     dearer = {p.subset for p in points if p.on_path and p.cost > target.cost + 1e-12}
@@ -71,13 +74,16 @@ def test_find_stages_on_constructed_passes_picks_a_first_stage_inside_the_target
             assert point.cost == pytest.approx(point.target.cost) and point.box_AP == pytest.approx(point.target.box_AP)
         if point.escalated == 0.0:
             assert point.cost == pytest.approx(point.first.cost) and point.box_AP == pytest.approx(point.first.box_AP)
-    assert found.chosen is max(found.tried, key=lambda p: (p.box_AP, -p.cost))
+    best = max(found.tried, key=lambda p: (p.box_AP, -p.cost))
+    assert found.fixed is max((p for p in points if p.cost <= target.cost + 1e-12), key=lambda p: (p.box_AP, -p.cost))
+    assert found.chosen is (best if best.box_AP > found.fixed.box_AP else None)
     # A dearer target is tried, and the plans that would cost more than the budget are not scored.
     tighter = find_stages(scorer, points, target, first_budget=0.2, budget=0.3, objective="box", per_image=3.0)
     assert tighter.targets > found.targets and all(p.cost <= 0.3 + 1e-9 for p in tighter.tried)
     assert len(tighter.tried) < tighter.targets * len(rule_grid(scorer.detections((0,)), 0.5))
     lines = found.lines(target.cost, "box")
-    assert lines[0].startswith("staged: ") and any(line.endswith(" <") for line in lines)
+    assert lines[0].startswith("staged: ") and lines[-2 if found.chosen is None else -1].startswith("     fixed")
+    assert any(line.endswith(" <") for line in lines) == (found.chosen is not None)
     assert find_stages(scorer, points, target, first_budget=0.001, budget=1, objective="box", per_image=3.0) is None
 
 
