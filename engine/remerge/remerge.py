@@ -71,12 +71,16 @@ class RemergeSummary:
     run: RunSummary
     changed_persons: int  # person boxes the keypoint model ran on
     persons: int  # person boxes in the new records
+    keypoints: str = "top-down"  # where the records' keypoints come from: "top-down", "one-stage" or "none"
 
     def lines(self) -> list[str]:
         rate = self.run.images / self.run.wall_seconds if self.run.wall_seconds > 0 else 0.0
         return [f"remerged {self.run.images} images ({rate:.1f} images/s), {self.run.failed} failed in the run, "
                 f"{self.run.detections} detections, {self.run.wall_seconds:.1f} s",
-                f"keypoint model on {self.changed_persons} of {self.persons} person boxes (the others unchanged)"]
+                *([f"keypoint model on {self.changed_persons} of {self.persons} person boxes (the others unchanged)"]
+                  if self.keypoints == "top-down" else
+                  ["keypoints: the detector's own, voted with the boxes (no keypoint model)"]
+                  if self.keypoints == "one-stage" else [])]
 
 
 def new_settings(old: LabelSettings, plan: TransformPlan | None, merge: MergeSettings | None,
@@ -199,7 +203,8 @@ def remerge(request: RemergeRequest) -> RemergeSummary:
                 summary.escalated = (summary.escalated or 0) + sum(bool(e) for _, e in merged)
     summary.wall_seconds = time.perf_counter() - started
     folder.mark_complete(summary)
-    return RemergeSummary(summary, changed, persons)
+    source = "top-down" if settings.keypoints is not None else "one-stage" if person is not None else "none"
+    return RemergeSummary(summary, changed, persons, source)
 
 
 def _add(summary: RunSummary, stage: str, start: float) -> None:

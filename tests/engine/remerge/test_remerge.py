@@ -137,12 +137,22 @@ def test_remerge_command_writes_a_run_and_refuses_in_one_line(exported, kept, pl
     assert_cli_error(capsys, main(["remerge", "--predictions", str(plain), "--out", str(tmp_path / "b")]),
                      "remerge", "kept no candidates", "--keep-candidates")
     assert main(["remerge", "--predictions", str(kept), "--out", str(tmp_path / "c"), "--max-detections", "3"]) == 0
-    assert "remerged 10 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "remerged 10 images" in out and "keypoint model on 0 of" in out
     records, _ = read_run(tmp_path / "c")
     assert max(len(r["detections"]) for r in records) == 3
     assert RunManifest.load(tmp_path / "c").settings.labeling.merge.max_detections == 3
     assert_cli_error(capsys, main(["remerge", "--predictions", str(kept), "--out", str(tmp_path / "c")]),
-                     "remerge", "already holds a labeling run", "another --out")
+                     "remerge", "already holds a labeling run", "another --out", "--resume")
+
+
+def test_remerge_says_where_the_keypoints_came_from():
+    from engine.label.manifest import RunSummary
+    from engine.remerge.remerge import RemergeSummary
+
+    assert RemergeSummary(RunSummary(), 2, 5, "top-down").lines()[-1].startswith("keypoint model on 2 of 5")
+    assert "the detector's own" in RemergeSummary(RunSummary(), 0, 0, "one-stage").lines()[-1]
+    assert len(RemergeSummary(RunSummary(), 0, 0, "none").lines()) == 1
 
 
 def test_remerge_decides_a_staged_plan_again_as_label_would(exported, dump, kept, tmp_path):
