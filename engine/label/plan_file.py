@@ -10,6 +10,8 @@ A plan file carries `max_size` because the passes were measured with it; the lab
 records the plan it used in its manifest like any other. A staged plan
 (engine.label.escalation) lists every pass in "passes" (what a TensorRT engine must
 take) and its first stage and rule in "stages"; the escalation passes are the others.
+`distill plan-transforms` writes its "chosen" as the fixed `--budget` plan's figures, with
+the staged plan's (cost, escalated, AP, first stage, target) under "chosen"."stages".
 """
 
 from __future__ import annotations
