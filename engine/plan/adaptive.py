@@ -3,7 +3,8 @@ passes of a target plan only for the images a rule escalates (engine.label.escal
 
 From the cache, never re-inferred. Targets are fixed plans greedy selection tried (its
 path's plans dearer than the staged budget, and the `--budget` plan): a target's first
-stage is the best subset tried that lies inside it and costs at most `first_budget`.
+stages are the best few subsets tried that lie inside it, cost at most `first_budget` and
+are on the front of those (`first_stages`).
 Each subset is merged once, with keypoints, into the records labeling would write; a
 staged plan's records are, image by image, the target's where the rule escalates and the
 first stage's elsewhere: exactly what `distill label` with the staged plan writes (the
@@ -35,6 +36,7 @@ from engine.scaling import scaled_size
 from engine.select.coco import select_labels
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FIRST_STAGES = 3  # first stages tried per target
 
 
 @dataclass
@@ -67,11 +69,19 @@ def image_pixels(scorer: SubsetScorer) -> np.ndarray:
     return out
 
 
-def first_stage(points: list[Point], target: Subset, first_budget: float, objective: str) -> Point | None:
-    """The best point tried (then the cheapest) that is a strict subset of `target` and
-    costs at most `first_budget`; None when none is."""
+def first_stages(points: list[Point], target: Subset, first_budget: float, objective: str,
+                 count: int = FIRST_STAGES) -> list[Point]:
+    """The first stages to try for `target`: among the points tried that are strict subsets
+    of it and cost at most `first_budget`, those no cheaper one matches on the objective
+    (their Pareto front), the best `count` of them, best first. Several, because the best
+    first stage alone is not always the best to stage: a cheaper one leaves more of the
+    budget to the escalated images."""
     inside = [p for p in points if set(p.subset) < set(target) and p.cost <= first_budget + 1e-12]
-    return max(inside, key=lambda p: (p.value(objective), -p.cost)) if inside else None
+    front: list[Point] = []
+    for point in sorted(inside, key=lambda p: (p.cost, -p.value(objective))):
+        if not front or point.value(objective) > front[-1].value(objective):
+            front.append(point)
+    return sorted(front, key=lambda p: (-p.value(objective), p.cost))[:count]
 
 
 def calibrated_threshold(detections: list[Detections], per_image: float) -> float:
@@ -266,22 +276,21 @@ def targets_of(points: list[Point], chosen: Point, budget: float) -> list[Point]
 
 def find_stages(scorer: SubsetScorer, points: list[Point], chosen: Point, first_budget: float,
                 budget: float, objective: str, per_image: float) -> StagedChoice | None:
-    """Staged plans of every target (`targets_of`), each with the best first stage inside
-    it within `first_budget`, and the best one within `budget`; None when no target has
-    a first stage that fits."""
+    """Staged plans of every target (`targets_of`), each with its first stages
+    (`first_stages`), and the best one within `budget`; None when no target has a first
+    stage that fits."""
     memo: dict = {}
     tried: list[StagedPoint] = []
     targets = 0
     for target in targets_of(points, chosen, budget):
-        first = first_stage(points, target.subset, first_budget, objective)
-        if first is None:
-            continue
-        for point in (first, target):
-            if point.keypoint_AP is None and scorer.has_keypoints:
-                point.keypoint_AP = scorer.score(point.subset, with_keypoints=True).keypoint_AP
-        search = StagedSearch(scorer, first.subset, target.subset, per_image, memo)
-        tried += search.search(first, target, budget)
-        targets += 1
+        firsts = first_stages(points, target.subset, first_budget, objective)
+        for first in firsts:
+            for point in (first, target):
+                if point.keypoint_AP is None and scorer.has_keypoints:
+                    point.keypoint_AP = scorer.score(point.subset, with_keypoints=True).keypoint_AP
+            search = StagedSearch(scorer, first.subset, target.subset, per_image, memo)
+            tried += search.search(first, target, budget)
+        targets += bool(firsts)
     if not targets:
         return None
     fitting = [p for p in points if p.cost <= budget + 1e-12]
