@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also find a staged plan of at most this mean detector cost (fraction of the full "
                         "plan's): a cheap first stage for every image, a dearer target plan's other passes "
                         "for the images a rule escalates (target, rule and parameters chosen here); "
-                        "plan.json gets it when one fits")
+                        "plan.json gets it when it beats the best fixed plan within BUDGET")
     p.add_argument("--first-budget", type=float, default=0.12,
                    help="with --stages: the first stage's cost at most (default 0.12)")
     p.add_argument("--max-images", type=positive_int,
