@@ -32,23 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.real_teacher import labeled_people, score, teacher_padding
+from benchmarks.real_teacher import labeled_people, padded_pixels, score, teacher_padding
 from engine.label.labeler import LabelSettings
 from engine.label.manifest import RunManifest
 from engine.label.plan_file import read_staged_plan
 from engine.label.request import Inputs, LabelRequest, Runtime
 from engine.label.run import label
-from engine.label.views import Padding
+from engine.label.views import Padding, TransformPlan
 from engine.remerge.remerge import RemergeRequest, remerge
-from engine.scaling import scaled_size
+from engine.select.predictions import iter_records
 
 
 def records_of(run: Path) -> list[dict]:
     """The run's records, in shard order."""
-    out = []
-    for entry in RunManifest.load(run).shards:
-        out += [json.loads(line) for line in (run / "shards" / entry.file).read_text().splitlines()]
-    return out
+    return list(iter_records(run))
 
 
 def detector_pixels(run: Path, padding: Padding) -> int:
@@ -56,12 +53,13 @@ def detector_pixels(run: Path, padding: Padding) -> int:
     plan: the first stage's, all of them where the record says escalated)."""
     labeling = RunManifest.load(run).settings.labeling
     plan, escalation = labeling.plan, labeling.escalation
-    total = 0
-    for record in records_of(run):
-        passes = plan.passes if escalation is None or record.get("escalated") else escalation.first
-        for scale, _ in passes:
-            shape = scaled_size(record["height"], record["width"], scale, plan.max_size)
-            total += int(np.prod(padding.padded_shape(*shape)))
+    every, first = [], []  # (height, width) of the images that ran every pass, only the first stage's
+    for record in iter_records(run):
+        whole = escalation is None or record.get("escalated")
+        (every if whole else first).append((record["height"], record["width"]))
+    total = padded_pixels(plan, padding, every)
+    if escalation is not None:
+        total += padded_pixels(TransformPlan(escalation.first, plan.max_size), padding, first)
     return total
 
 
@@ -69,7 +67,6 @@ def fixed_plans(tradeoff: Path, budgets: list[float], out: Path) -> list[tuple[s
     """("fixed-B", plan file) of the best fixed plan within each budget B among the
     subsets in `tradeoff` (tradeoff.json of `distill plan-transforms`), by its objective."""
     from engine.label.plan_file import write_plan_file
-    from engine.label.views import TransformPlan
     from engine.plan.search import Point, choose
 
     data = json.loads(tradeoff.read_text())

@@ -7,21 +7,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 
-def write_text_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, write: Callable[[IO], Any], binary: bool = True) -> None:
+    """`write(f)` into a hidden temporary beside `path` (opened binary, else UTF-8 text),
+    flushed to disk, then renamed over `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk: give its space back, leave no hidden file
         raise
     os.replace(tmp, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_atomically(path, lambda f: f.write(text), binary=False)
 
 
 def write_json_atomically(path: Path, data: Any, **dumps_options: Any) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.coco.geometry import box_area, box_iou
 from engine.label.detect import Candidates
 from engine.label.merge import Detections
 from engine.label.views import Pass
@@ -36,24 +37,11 @@ def _empty(detections: Detections, parts: list[Candidates], score: float) -> boo
 
 
 def _small(detections: Detections, parts: list[Candidates], score: float, size: float) -> bool:
-    boxes = detections.boxes[detections.scores >= score].astype(np.float64)
-    sides = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
-    return bool((sides < size).any())
+    return bool((np.sqrt(box_area(detections.boxes[detections.scores >= score])) < size).any())
 
 
 def _uncertain(detections: Detections, parts: list[Candidates], low: float, high: float) -> bool:
     return bool(((detections.scores >= low) & (detections.scores < high)).any())
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`(N, M)` float64 IoU of `(N, 4)` and `(M, 4)` xyxy boxes (0 where a union is empty)."""
-    a, b = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = w * h
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    union = area(a) + area(b) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _disagree(detections: Detections, parts: list[Candidates], score: float, iou: float) -> bool:
@@ -63,7 +51,7 @@ def _disagree(detections: Detections, parts: list[Candidates], score: float, iou
         return False
     for part in parts:
         keep = part.scores >= score
-        overlap = iou_matrix(boxes, part.boxes[keep])
+        overlap = box_iou(boxes, part.boxes[keep])
         same = labels[:, None] == part.labels[keep][None]
         if not ((overlap >= iou) & same).any(axis=1).all():
             return True

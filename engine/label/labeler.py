@@ -95,11 +95,16 @@ class Labeler:
         self.settings = settings
         self.batch_size = batch_size
         self.padding = Padding.of(detector.card)
+        self._stage_plans: dict[tuple, TransformPlan] = {}  # a staged plan's stages, by their passes
 
     def views(self, image: np.ndarray, passes: tuple | None = None) -> list[View]:
         """1. Every view of one `(H, W, 3)` uint8 RGB image, in plan order; `passes`: only
         those passes of the plan (a stage of a staged plan)."""
-        plan = self.settings.plan if passes is None else TransformPlan(passes, self.settings.plan.max_size)
+        if passes is None:
+            return make_views(image, self.settings.plan, self.padding)
+        plan = self._stage_plans.get(passes)
+        if plan is None:  # built once per stage, not once per image
+            plan = self._stage_plans[passes] = TransformPlan(passes, self.settings.plan.max_size)
         return make_views(image, plan, self.padding)
 
     def detect(self, views_per_image: list[list[View]]) -> list[Candidates]:

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.coco.evaluate import score_labels
+from engine.coco.geometry import box_area
 from engine.label.escalation import Escalation
 from engine.label.merge import Detections
 from engine.label.views import Padding
-from engine.plan.scoring import Score, Subset, SubsetScorer, near_labeled_objects
-from engine.plan.search import Point
+from engine.plan.scoring import Subset, SubsetScorer
+from engine.plan.search import Point, best_within, front_of
 from engine.scaling import scaled_size
-from engine.select.coco import select_labels
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FIRST_STAGES = 3  # first stages tried per target
@@ -77,11 +76,7 @@ def first_stages(points: list[Point], target: Subset, first_budget: float, objec
     first stage alone is not always the best to stage: a cheaper one leaves more of the
     budget to the escalated images."""
     inside = [p for p in points if set(p.subset) < set(target) and p.cost <= first_budget + 1e-12]
-    front: list[Point] = []
-    for point in sorted(inside, key=lambda p: (p.cost, -p.value(objective))):
-        if not front or point.value(objective) > front[-1].value(objective):
-            front.append(point)
-    return sorted(front, key=lambda p: (-p.value(objective), p.cost))[:count]
+    return sorted(front_of(inside, objective), key=lambda p: (-p.value(objective), p.cost))[:count]
 
 
 def calibrated_threshold(detections: list[Detections], per_image: float) -> float:
@@ -105,8 +100,7 @@ def rule_grid(detections: list[Detections], threshold: float) -> list[tuple[str,
     # object the first stage barely sees is the one a larger pass finds.
     for score in (threshold, threshold / 4):
         kept = [d.boxes[d.scores >= score].astype(np.float64) for d in detections]
-        boxes = np.concatenate(kept + [np.zeros((0, 4))])
-        sides = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
+        sides = np.sqrt(box_area(np.concatenate(kept + [np.zeros((0, 4))])))
         for q in QUANTILES if len(sides) else ():
             grid.append(("small", (("score", round(score, 5)), ("size", round(float(np.quantile(sides, q)), 2)))))
     for width in (0.1, 0.25, 0.5, 0.75, 1.0):
@@ -169,7 +163,7 @@ class StagedSearch:
         for the two subsets (None: made here, unscored)."""
         chosen = self.escalated(escalation)
         records = [t if e else f for e, t, f in zip(chosen, self.target_records, self.first_records)]
-        score = self._score(records)
+        score = self.scorer.score_records(records, self.scorer.has_keypoints)
         first = first or Point(self.first, float(self.first_cost), float("nan"), None, len(self.first))
         target = target or Point(self.target, self.cost(np.ones(len(chosen), bool)), float("nan"), None,
                                  len(self.target))
@@ -186,23 +180,13 @@ class StagedSearch:
                 tried.append(self.score(escalation, first, target))
         return tried
 
-    def _score(self, records: list[dict]) -> Score:
-        scorer = self.scorer
-        # As SubsetScorer scores a subset: every prediction above the floor.
-        labels = select_labels(records, scorer.categories, {c["id"]: 0.0 for c in scorer.categories}, 0.0, {})
-        if scorer.partial:
-            labels = near_labeled_objects(labels, scorer.gt)
-        metrics = score_labels(scorer.gt, labels)
-        return Score(metrics["box_AP"], metrics["keypoint_AP"] if scorer.has_keypoints else None)
-
 
 def choose_staged(points: list[StagedPoint], budget: float, objective: str,
                   fixed: Point | None = None) -> StagedPoint | None:
     """The best staged plan (then the cheapest) costing at most `budget`, if it scores
     above `fixed` (the best fixed plan within the budget: a staged plan that does not
     beat it only adds a rule); None if none does."""
-    fitting = [p for p in points if p.cost <= budget + 1e-12]
-    best = max(fitting, key=lambda p: (p.value(objective), -p.cost)) if fitting else None
+    best = best_within(points, budget, objective)
     if best is None or (fixed is not None and best.value(objective) <= fixed.value(objective)):
         return None
     return best
@@ -293,8 +277,7 @@ def find_stages(scorer: SubsetScorer, points: list[Point], chosen: Point, first_
         targets += bool(firsts)
     if not targets:
         return None
-    fitting = [p for p in points if p.cost <= budget + 1e-12]
-    fixed = max(fitting, key=lambda p: (p.value(objective), -p.cost)) if fitting else None
+    fixed = best_within(points, budget, objective)
     if fixed is not None and fixed.keypoint_AP is None and scorer.has_keypoints:
         fixed.keypoint_AP = scorer.score(fixed.subset, with_keypoints=True).keypoint_AP
     return StagedChoice(tried, choose_staged(tried, budget, objective, fixed), targets, fixed)

@@ -120,7 +120,10 @@ class SubsetScorer:
 
     def _score(self, detections: list[Detections], with_keypoints: bool) -> Score:
         with_keypoints = with_keypoints and self.has_keypoints
-        records = self.records(detections, with_keypoints)
+        return self.score_records(self.records(detections, with_keypoints), with_keypoints)
+
+    def score_records(self, records: list[dict], with_keypoints: bool) -> Score:
+        """Box AP (and keypoint AP when `with_keypoints`) of records as a labeling run writes them."""
         # Every prediction above the floor, as a labeling run's shards hold them: AP ranks
         # by score, so no threshold is applied here.
         labels = select_labels(records, self.categories, {c["id"]: 0.0 for c in self.categories}, 0.0, {})

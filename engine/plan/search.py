@@ -61,23 +61,36 @@ def greedy_forward(scorer: SubsetScorer, passes: int, objective: str, progress: 
     return points
 
 
-def mark_front(points: list[Point], objective: str) -> list[Point]:
-    """Marks and returns, by cost, the points that no other point matches or beats on both
-    cost and AP with one of them strictly better."""
+def front_of(points: list, objective: str) -> list:
+    """By cost, the points (anything with `cost` and `value(objective)`) that no other
+    point matches or beats on both cost and AP with one of them strictly better."""
     front = []
     for point in sorted(points, key=lambda p: (p.cost, -p.value(objective))):
         if not front or point.value(objective) > front[-1].value(objective):
-            point.on_front = True
             front.append(point)
     return front
+
+
+def mark_front(points: list[Point], objective: str) -> list[Point]:
+    """Marks and returns `front_of(points)`."""
+    front = front_of(points, objective)
+    for point in front:
+        point.on_front = True
+    return front
+
+
+def best_within(points: list, budget: float, objective: str):
+    """The best point (then the cheapest) whose cost is within `budget`; None if none is."""
+    fitting = [p for p in points if p.cost <= budget + 1e-12]
+    return max(fitting, key=lambda p: (p.value(objective), -p.cost)) if fitting else None
 
 
 def choose(points: list[Point], budget: float, objective: str) -> Point:
     """The best point whose cost is within `budget` (a fraction of the full plan's);
     among equals, the cheapest. UserError (about the budget's value) when nothing fits."""
-    fitting = [p for p in points if p.cost <= budget + 1e-12]
-    if not fitting:
+    best = best_within(points, budget, objective)
+    if best is None:
         cheapest = min(p.cost for p in points)
         raise UserError(f"no subset of the passes fits a budget of {budget:g} of the full plan's detector cost "
                         f"(the cheapest pass costs {cheapest:.3f})")
-    return max(fitting, key=lambda p: (p.value(objective), -p.cost))
+    return best

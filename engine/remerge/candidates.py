@@ -28,12 +28,12 @@ per image), so memory grows with the shard size, never with the dump.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_atomically
 from engine.label.detect import Candidates, concatenate_candidates
 from engine.modelcard import ModelCard
 
@@ -116,12 +116,7 @@ class CandidateWriter:
             return
         arrays = self._arrays()
         path = self.folder / f"shard-{self._shard:06d}.npz"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
         self.bytes_written += path.stat().st_size
         self._shard, self._images = None, []
 

@@ -15,7 +15,7 @@ from engine.coco.evaluate import coco_api
 from engine.coco.read import keypoint_category, load_coco
 from engine.errors import UserError
 from engine.select.sharded import ShardedLabels, is_sharded
-from trainer.data.labels import ShardedTrainingLabels
+from trainer.data.labels import ShardedTrainingLabels, training_labels
 
 
 def load_annotations(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> COCO:
@@ -62,7 +62,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def categories_of(source: COCO | ShardedTrainingLabels) -> list[dict]:
     """The COCO categories of a COCO or of sharded labels."""
-    return source.dataset["categories"] if isinstance(source, COCO) else source.categories
+    return training_labels(source).categories
 
 
 def category_table(coco: COCO | ShardedTrainingLabels) -> list[dict]:

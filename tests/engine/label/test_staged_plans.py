@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.label.escalation import Escalation, iou_matrix
+from engine.coco.geometry import box_iou
+from engine.label.escalation import Escalation
 from engine.label.labeler import LabelSettings
 from engine.label.manifest import RunManifest
 from engine.label.merge import Detections, MergeSettings
@@ -75,7 +76,7 @@ def test_rules_decide_from_one_image_arrays():
     assert not decide("disagree", score=0.2, iou=0.5)
     assert decide("disagree", (agree, shifted), score=0.2, iou=0.5)  # the 10 px box moved 6 px: IoU 16/184
     assert not decide("disagree", (agree, shifted), score=0.5, iou=0.08)
-    np.testing.assert_allclose(iou_matrix(dets.boxes, dets.boxes + 5),
+    np.testing.assert_allclose(box_iou(dets.boxes, dets.boxes + 5),
                                [[25 / 175, 0], [0, 35 * 35 / (2 * 1600 - 35 * 35)]])
 
 
