@@ -18,18 +18,21 @@ from engine.label.merge import Detections
 from engine.remerge.candidates import PersonKeypoints
 
 
-def changed_rows(detections: Detections, person_label: int, kept: PersonKeypoints) -> tuple[np.ndarray, dict]:
-    """(rows of `detections`' person boxes that the labeling run did not crop, {row: index
-    into `kept`} of those it did). Boxes are compared as exact float32 bytes."""
+def changed_rows(detections: Detections, person_label: int,
+                 kept: PersonKeypoints) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(rows of `detections`' person boxes, those of them that the labeling run did not
+    crop, {row: index into `kept`} of those it did). Boxes are compared as exact float32
+    bytes."""
     known = {box.tobytes(): i for i, box in enumerate(np.ascontiguousarray(kept.boxes, np.float32))}
     changed, reused = [], {}
-    for row in person_rows(detections, person_label).tolist():
+    rows = person_rows(detections, person_label)
+    for row in rows.tolist():
         index = known.get(np.ascontiguousarray(detections.boxes[row], np.float32).tobytes())
         if index is None:
             changed.append(row)
         else:
             reused[row] = index
-    return np.array(changed, np.int64), reused
+    return rows, np.array(changed, np.int64), reused
 
 
 def keypoints_with_reuse(detections: list[Detections], kept: list[PersonKeypoints],
@@ -41,17 +44,16 @@ def keypoints_with_reuse(detections: list[Detections], kept: list[PersonKeypoint
     the image `image_of(i)` (decoded only then). Returns (keypoints per image, person
     boxes that went through the model)."""
     plans = [changed_rows(d, person_label, k) for d, k in zip(detections, kept)]
-    todo = [i for i, (changed, _) in enumerate(plans) if len(changed)]
+    todo = [i for i, (_, changed, _) in enumerate(plans) if len(changed)]
     fresh: dict[int, Keypoints] = {}
     if todo:
         # Only the changed boxes, as detections of their own: each crop is cut from its box alone.
-        subsets = [Detections(detections[i].boxes[plans[i][0]], detections[i].scores[plans[i][0]],
-                              detections[i].labels[plans[i][0]]) for i in todo]
+        subsets = [Detections(detections[i].boxes[plans[i][1]], detections[i].scores[plans[i][1]],
+                              detections[i].labels[plans[i][1]]) for i in todo]
         results = estimate_keypoints([image_of(i) for i in todo], subsets, backend(), person_label, flip, batch_size)
         fresh = dict(zip(todo, results))
     out = []
-    for i, (d, k, (changed, reused)) in enumerate(zip(detections, kept, plans)):
-        rows = person_rows(d, person_label)
+    for i, (k, (rows, changed, reused)) in enumerate(zip(kept, plans)):
         joints = k.points.shape[1]
         points = np.zeros((len(rows), joints, 2), np.float32)
         peaks = np.zeros((len(rows), joints), np.float32)
@@ -62,4 +64,4 @@ def keypoints_with_reuse(detections: list[Detections], kept: list[PersonKeypoint
             for n, row in enumerate(changed.tolist()):
                 points[position[row]], peaks[position[row]] = fresh[i].points[n], fresh[i].scores[n]
         out.append(Keypoints(rows, points, peaks))
-    return out, sum(len(changed) for changed, _ in plans)
+    return out, sum(len(changed) for _, changed, _ in plans)

@@ -35,6 +35,7 @@ from engine.errors import UserError
 
 FORMAT = "distill.sharded-labels/1"
 INDEX = "index.json"
+TABLES = {"images": "images.bin", "annotations": "annotations.bin"}  # the offset tables, in the folder
 
 # 40 bytes an image: its id, shard (position in the index's list), the byte offsets of its
 # line and of its first annotation's line in the shard file, its first annotation's row
@@ -79,8 +80,8 @@ class ShardedLabelsWriter:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)  # the remains of an interrupted select
         (self.tmp / "shards").mkdir(parents=True)
-        self.image_table = open(self.tmp / "images.bin", "wb")
-        self.annotation_table = open(self.tmp / "annotations.bin", "wb")
+        self.image_table = open(self.tmp / TABLES["images"], "wb")
+        self.annotation_table = open(self.tmp / TABLES["annotations"], "wb")
         self.shards: list[dict[str, Any]] = []
         self.images = self.annotations = 0
 
@@ -138,7 +139,7 @@ class ShardedLabelsWriter:
         self.annotation_table.close()
         index = {"format": FORMAT, "info": info, "categories": self.categories, "images": self.images,
                  "annotations": self.annotations, "shards": self.shards,
-                 "tables": {"images": "images.bin", "annotations": "annotations.bin"}}
+                 "tables": TABLES}
         (self.tmp / INDEX).write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         old = self.folder.with_name(f".{self.folder.name}.old")
         if self.folder.exists():
@@ -184,7 +185,7 @@ class ShardedLabels:
                      index["shards"])
         for name, dtype, rows in (("images", IMAGE_ROW, labels.images), ("annotations", ANNOTATION_ROW,
                                                                          labels.annotations)):
-            table = folder / index["tables"][name]
+            table = folder / TABLES[name]
             size = table.stat().st_size if table.is_file() else None
             if size != rows * dtype.itemsize:
                 raise UserError(f"{table} does not hold the {rows} {name} of {index_path} "
@@ -196,7 +197,7 @@ class ShardedLabels:
 
     # ---- the tables -------------------------------------------------------------------------
     def _rows(self, name: str, dtype: np.dtype, start: int, stop: int) -> np.ndarray:
-        fd = os.open(self.folder / f"{name}.bin", os.O_RDONLY)
+        fd = os.open(self.folder / TABLES[name], os.O_RDONLY)
         try:
             data = os.pread(fd, (stop - start) * dtype.itemsize, start * dtype.itemsize)
         finally:
